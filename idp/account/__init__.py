@@ -1,0 +1,1 @@
+"""Account settings of the signed-in person (security keys)."""

@@ -1,0 +1,1 @@
+"""The directory of accounts: lookup rules, passwords, second factors."""

@@ -1,0 +1,1 @@
+"""Admin area: a tenant's users, applications and audit log; operators' tenant management."""

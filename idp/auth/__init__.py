@@ -1,0 +1,1 @@
+"""Signing in at a tenant's login page: provider selector, second factor, sign-out."""

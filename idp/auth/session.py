@@ -1,0 +1,78 @@
+"""The browser's sign-in: who is signed in, since when (auth_time) and how (amr).
+
+Kept in Flask's signed session cookie through Flask-Login, so any worker can
+read it. The account's `session_epoch` is part of the login id: bumping it
+(password change, deactivation) ends every other browser's sign-in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import session
+from flask_login import current_user, login_user, logout_user
+
+from .. import clock
+from ..extensions import db, login_manager
+from ..models import Account
+
+AMR_KEY = "amr"
+AUTH_TIME_KEY = "auth_time"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    account: Account
+    auth_time: int
+    amr: tuple[str, ...]
+
+    @property
+    def has_second_factor(self) -> bool:
+        return "otp" in self.amr
+
+
+@login_manager.user_loader
+def _load_account(login_id: str) -> Account | None:
+    try:
+        account_id, epoch = (int(part) for part in login_id.split(".", 1))
+    except ValueError:
+        return None
+    account = db.session.get(Account, account_id)
+    if account is None or account.session_epoch != epoch or account.retired:
+        return None
+    return account
+
+
+def sign_in(account: Account, amr: list[str]) -> SignIn:
+    """Start a fresh sign-in. The old session's contents are dropped (no fixation)."""
+    session.clear()
+    login_user(account, fresh=True)
+    session.permanent = True
+    session[AUTH_TIME_KEY] = clock.timestamp()
+    session[AMR_KEY] = list(dict.fromkeys(amr))
+    return current_sign_in()
+
+
+def add_factors(amr: list[str]) -> None:
+    """Step-up: record extra factors without moving auth_time (OIDC Core 2: auth_time is the original)."""
+    session[AMR_KEY] = list(dict.fromkeys(list(session.get(AMR_KEY, [])) + amr))
+
+
+def current_sign_in(max_age: int | None = None) -> SignIn | None:
+    """The live sign-in of this browser, or None (signed out, expired, or ended elsewhere)."""
+    from flask import current_app
+
+    if not current_user.is_authenticated:
+        return None
+    auth_time = session.get(AUTH_TIME_KEY)
+    if auth_time is None:
+        return None
+    ttl = current_app.config["SETTINGS"].session_ttl
+    if clock.timestamp() - auth_time > ttl:
+        sign_out()
+        return None
+    return SignIn(account=current_user._get_current_object(), auth_time=auth_time, amr=tuple(session.get(AMR_KEY, [])))
+
+
+def sign_out() -> None:
+    logout_user()
+    session.clear()

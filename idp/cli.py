@@ -1,0 +1,196 @@
+"""Command line: `idp ...` or `flask --app idp ...` (interface.md).
+
+Every command that creates something prints it, or with --json prints JSON.
+Errors are one clear line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from .errors import DomainError
+from .extensions import db
+
+
+def _emit(data: dict, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def domain_command(func):
+    """Turn domain errors into `Error: ...` and exit code 1, rolling back."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            result = func(*args, **kwargs)
+            db.session.commit()
+            return result
+        except DomainError as error:
+            db.session.rollback()
+            click.echo(f"Error: {error.message}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+tenant_cli = click.Group("tenant", help="Tenants (one school's CPOMS or StaffSafe system).")
+client_cli = click.Group("client", help="OIDC clients (relying parties) of a tenant.")
+user_cli = click.Group("user", help="Accounts and their tenant memberships.")
+keys_cli = click.Group("keys", help="ID token signing keys.")
+
+
+@tenant_cli.command("create")
+@click.option("--slug", required=True)
+@click.option("--name", required=True)
+@click.option("--product", type=click.Choice(["cpoms", "staffsafe"]), default="cpoms", show_default=True)
+@click.option("--timezone", default=None, help="IANA timezone (default IDP_TIMEZONE)")
+@click.option("--require-2fa", type=click.Choice(["off", "admins", "everyone"]), default="off", show_default=True)
+@click.option("--hide-unknown-email", is_flag=True, help="Do not reveal whether an email has an account")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@domain_command
+def tenant_create(slug, name, product, timezone, require_2fa, hide_unknown_email, as_json):
+    from .tenants import create_tenant
+
+    tenant = create_tenant(
+        slug=slug, name=name, product=product, timezone=timezone,
+        require_2fa=require_2fa, hide_unknown_email=hide_unknown_email,
+    )
+    data = {"slug": tenant.slug, "name": tenant.name, "product": tenant.product, "timezone": tenant.timezone,
+            "require_2fa": tenant.require_2fa, "hide_unknown_email": tenant.hide_unknown_email}
+    _emit(data, as_json, f"Created tenant {tenant.slug} ({tenant.name}, {tenant.product_name}, {tenant.timezone})")
+
+
+@client_cli.command("register")
+@click.option("--tenant", "slug", required=True)
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--post-logout-redirect-uri", "logout_uris", multiple=True)
+@click.option("--public", is_flag=True, help="A public client (no secret; PKCE required)")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@domain_command
+def client_register(slug, name, redirect_uris, logout_uris, public, as_json):
+    from .oidc.registry import register_client
+    from .tenants import get_tenant
+
+    registered = register_client(
+        get_tenant(slug), name=name, redirect_uris=list(redirect_uris),
+        post_logout_redirect_uris=list(logout_uris), public=public,
+    )
+    client = registered.client
+    data = {"client_id": client.client_id, "tenant": slug, "name": client.name,
+            "redirect_uris": client.redirect_uris, "post_logout_redirect_uris": client.post_logout_redirect_uris,
+            "public": client.is_public}
+    text = f"client_id: {client.client_id}"
+    if registered.client_secret:
+        data["client_secret"] = registered.client_secret
+        text += f"\nclient_secret: {registered.client_secret}\n(The secret is shown only now; store it safely.)"
+    _emit(data, as_json, text)
+
+
+def _account_data(account) -> dict:
+    return {
+        "sub": account.sub, "email": account.email, "name": account.name, "provider": account.provider,
+        "tenants": {m.tenant.slug: {"role": m.role, "active": m.active} for m in account.memberships},
+        "invited": not account.has_password, "operator": account.is_operator,
+    }
+
+
+@user_cli.command("create")
+@click.option("--email", required=True)
+@click.option("--provider", type=click.Choice(["identity", "sso"]), required=True)
+@click.option("--tenant", "slugs", multiple=True, required=True)
+@click.option("--role", type=click.Choice(["staff", "admin"]), default="staff", show_default=True)
+@click.option("--password", default=None, help="Without it the user is invited (first-time link)")
+@click.option("--name", default="")
+@click.option("--operator", is_flag=True, help="A platform operator (manages tenants at /admin)")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@domain_command
+def user_create(email, provider, slugs, role, password, name, operator, as_json):
+    from .accounts.directory import create_account
+    from .tenants import get_tenant
+
+    tenants = [get_tenant(slug) for slug in dict.fromkeys(slugs)]
+    account = create_account(
+        provider=provider, email=email, tenants=tenants, role=role, name=name,
+        password=password, is_operator=operator,
+    )
+    state = "with a password" if password is not None else "invited (no password yet)"
+    _emit(_account_data(account), as_json,
+          f"Created {provider} account {account.email} in {', '.join(slugs)} as {role}, {state}")
+
+
+@user_cli.command("assign")
+@click.option("--email", required=True)
+@click.option("--provider", type=click.Choice(["sso"]), default="sso", show_default=True)
+@click.option("--tenant", "slug", required=True)
+@click.option("--role", type=click.Choice(["staff", "admin"]), default="staff", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@domain_command
+def user_assign(email, provider, slug, role, as_json):
+    from .accounts.directory import add_membership, get_account_by_email
+    from .tenants import get_tenant
+
+    tenant = get_tenant(slug)
+    account = get_account_by_email(provider, email, tenant)
+    add_membership(account, tenant, role)
+    _emit(_account_data(account), as_json, f"{account.email} (SSO) is now a {role} member of {slug}")
+
+
+@keys_cli.command("rotate")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@domain_command
+def keys_rotate(as_json):
+    from .oidc.keys import rotate_signing_key
+
+    key = rotate_signing_key()
+    _emit({"kid": key.kid, "alg": key.alg}, as_json,
+          f"New signing key {key.kid}; older keys stay published until their tokens expire")
+
+
+@click.command("demo-data")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@domain_command
+def demo_data(as_json):
+    from .demo import load_demo_data
+
+    summary = load_demo_data()
+    _emit(summary, as_json, summary.get("text", "Demo data loaded"))
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@with_appcontext
+def serve(host, port):
+    """Development server (production: gunicorn wsgi:app)."""
+    from flask import current_app
+
+    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+def register_commands(app: Flask) -> None:
+    for command in (tenant_cli, client_cli, user_cli, keys_cli, demo_data, serve):
+        app.cli.add_command(command)
+
+
+def _create_app_for_cli():
+    from . import create_app
+
+    return create_app()
+
+
+def main() -> None:
+    cli = FlaskGroup(create_app=_create_app_for_cli, add_default_commands=False,
+                     help="CPOMS identity provider")
+    cli.main(prog_name="idp")

@@ -1,0 +1,158 @@
+"""Every setting of the IdP, its environment variable and its default, in one place.
+
+`Settings.from_env()` reads the IDP_* variables of interface.md; create_app
+accepts overrides (tests). `Settings.problems_for_production()` says why a
+production start must be refused."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    return int(value) if value is not None else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: IDP_ENV: "development" (default) or "production" (refuses unsafe settings).
+    env: str = "development"
+    #: IDP_INSTANCE_PATH: the data folder (SQLite database, generated secret key, outbox).
+    instance_path: Path = PROJECT_ROOT / "instance"
+    #: IDP_DATABASE_URL: SQLAlchemy URL; default SQLite under the instance folder.
+    database_url: str = ""
+    #: IDP_ISSUER: the OIDC issuer identifier, exactly as in discovery.
+    issuer: str = "http://127.0.0.1:5000"
+    #: IDP_SECRET_KEY: session signing key; generated once into the instance folder if unset.
+    secret_key: str = ""
+    #: True when secret_key came from the environment rather than the instance file.
+    secret_key_configured: bool = False
+    #: IDP_MAIL_URL: "outbox" or smtp://user:pass@host:port / smtps://...
+    mail_url: str = "outbox"
+    #: IDP_MAIL_FROM: sender of reset and invitation mails.
+    mail_from: str = "notifications@cpoms.net"
+    #: IDP_REDIS_URL: shared rate-limit store for several processes.
+    redis_url: str | None = None
+    #: IDP_TIMEZONE: default tenant timezone.
+    timezone: str = "Europe/London"
+    #: IDP_TRUSTED_PROXIES: how many reverse proxies' X-Forwarded-* headers to trust (0 = none).
+    trusted_proxies: int = 0
+    #: IDP_MFA_KEY: key that encrypts TOTP secrets at rest (Fernet, urlsafe base64 32 bytes);
+    #: derived from the secret key when unset.
+    mfa_key: str = ""
+    #: IDP_PASSWORD_MIN_LENGTH
+    password_min_length: int = 8
+    #: IDP_ARGON2_TIME_COST / IDP_ARGON2_MEMORY_KIB / IDP_ARGON2_PARALLELISM: argon2id cost.
+    #: Defaults follow OWASP's password storage cheat sheet (m=19 MiB, t=2, p=1).
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    #: Lifetimes (seconds).
+    authorization_code_ttl: int = 60
+    access_token_ttl: int = 3600
+    id_token_ttl: int = 3600
+    refresh_token_ttl: int = 30 * 24 * 3600
+    #: IDP_SESSION_TTL: how long a browser sign-in lasts (seconds).
+    session_ttl: int = 12 * 3600
+    #: IDP_RATELIMITS: set to "off" only for load tests of non-login paths.
+    ratelimits_enabled: bool = True
+    #: IDP_COUNT_QUERIES: adds an X-SQL-Queries response header (benchmarks, tests).
+    count_queries: bool = False
+    #: Extra Flask config (tests).
+    flask_overrides: dict = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def outbox_path(self) -> Path:
+        return Path(self.instance_path) / "outbox"
+
+    @property
+    def https(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    @classmethod
+    def from_env(cls, overrides: dict | None = None) -> "Settings":
+        instance = Path(_env("IDP_INSTANCE_PATH", str(PROJECT_ROOT / "instance"))).resolve()
+        values = dict(
+            env=_env("IDP_ENV", "development"),
+            instance_path=instance,
+            database_url=_env("IDP_DATABASE_URL", ""),
+            issuer=_env("IDP_ISSUER", "http://127.0.0.1:5000").rstrip("/"),
+            secret_key=_env("IDP_SECRET_KEY", ""),
+            mail_url=_env("IDP_MAIL_URL", "outbox"),
+            mail_from=_env("IDP_MAIL_FROM", "notifications@cpoms.net"),
+            redis_url=_env("IDP_REDIS_URL"),
+            timezone=_env("IDP_TIMEZONE", "Europe/London"),
+            trusted_proxies=_env_int("IDP_TRUSTED_PROXIES", 0),
+            mfa_key=_env("IDP_MFA_KEY", ""),
+            password_min_length=_env_int("IDP_PASSWORD_MIN_LENGTH", 8),
+            argon2_time_cost=_env_int("IDP_ARGON2_TIME_COST", 2),
+            argon2_memory_kib=_env_int("IDP_ARGON2_MEMORY_KIB", 19456),
+            argon2_parallelism=_env_int("IDP_ARGON2_PARALLELISM", 1),
+            session_ttl=_env_int("IDP_SESSION_TTL", 12 * 3600),
+            ratelimits_enabled=_env_bool("IDP_RATELIMITS", True),
+            count_queries=_env_bool("IDP_COUNT_QUERIES", False),
+        )
+        known = {f.name for f in fields(cls)}
+        flask_overrides = {}
+        for key, value in (overrides or {}).items():
+            if key in known:
+                values[key] = value
+            else:
+                flask_overrides[key] = value
+        values["flask_overrides"] = flask_overrides
+        if isinstance(values["instance_path"], str):
+            values["instance_path"] = Path(values["instance_path"])
+        settings = cls(**values)
+        if not settings.database_url:
+            settings = replace(
+                settings, database_url=f"sqlite:///{Path(settings.instance_path) / 'idp.sqlite3'}"
+            )
+        if settings.secret_key:
+            settings = replace(settings, secret_key_configured=True)
+        return settings
+
+    def with_generated_secret(self) -> "Settings":
+        """Development only: a secret key kept in the instance folder, made once."""
+        if self.secret_key:
+            return self
+        path = Path(self.instance_path) / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return replace(self, secret_key=path.read_text().strip())
+
+    def problems_for_production(self) -> list[str]:
+        """Why this configuration must not serve real users (empty when fine)."""
+        problems = []
+        if not self.https:
+            problems.append(f"IDP_ISSUER must be an https URL in production (it is {self.issuer})")
+        if not self.secret_key_configured:
+            problems.append("IDP_SECRET_KEY must be set in production")
+        if self.mail_url == "outbox":
+            problems.append("IDP_MAIL_URL must name an SMTP server in production, not the outbox")
+        if self.database_url.startswith("sqlite"):
+            problems.append("IDP_DATABASE_URL should be PostgreSQL in production (it is SQLite)")
+        return problems

@@ -1,0 +1,33 @@
+"""Flask extensions, created unbound here and bound in create_app."""
+
+from flask_limiter import Limiter
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from sqlalchemy import MetaData
+
+
+def _client_ip() -> str:
+    # ProxyFix (when IDP_TRUSTED_PROXIES is set) has already rewritten remote_addr.
+    from flask import request
+
+    return request.remote_addr or "unknown"
+
+
+# Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+db = SQLAlchemy(metadata=metadata)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+limiter = Limiter(key_func=_client_ip, default_limits=[])

@@ -1,0 +1,125 @@
+"""Accounts (Identity: one tenant; SSO: global), their tenant memberships and password history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .. import clock
+from ..extensions import db
+from .base import UTCDateTime
+
+PROVIDERS = ("identity", "sso")
+PROVIDER_NAMES = {"identity": "CPOMS Identity", "sso": "CPOMS SSO"}
+ROLES = ("staff", "admin")
+
+
+def normalise_email(email: str) -> str:
+    """Emails compare case-insensitively: store and look up the trimmed lower-case form."""
+    return (email or "").strip().lower()
+
+
+def new_subject() -> str:
+    # Random, not derived from the row id or email: stable and never reused (OIDC Core 2).
+    return uuid.uuid4().hex
+
+
+class Account(db.Model, UserMixin):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        # Identity: email unique within its tenant. SSO: email unique among SSO accounts.
+        Index(
+            "uq_accounts_identity_email",
+            "tenant_id",
+            "email",
+            unique=True,
+            sqlite_where=text("provider = 'identity'"),
+            postgresql_where=text("provider = 'identity'"),
+        ),
+        Index(
+            "uq_accounts_sso_email",
+            "email",
+            unique=True,
+            sqlite_where=text("provider = 'sso'"),
+            postgresql_where=text("provider = 'sso'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sub: Mapped[str] = mapped_column(String(64), unique=True, default=new_subject)
+    provider: Mapped[str] = mapped_column(String(10))
+    #: Set for Identity accounts (their one tenant); NULL for SSO accounts.
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    #: NULL until the person sets a password (an invited account).
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Bumped to end every browser session of the account (password change, deactivation).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    #: A local account retired by moving its person to SSO; it can no longer sign in.
+    retired: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    tenant = relationship("Tenant", lazy="joined")
+    memberships = relationship(
+        "Membership", back_populates="account", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def has_password(self) -> bool:
+        return self.password_hash is not None
+
+    def membership_in(self, tenant_id: int) -> "Membership | None":
+        for membership in self.memberships:
+            if membership.tenant_id == tenant_id:
+                return membership
+        return None
+
+    def get_id(self) -> str:
+        # The epoch travels in the session: bumping it signs out every other browser.
+        return f"{self.id}.{self.session_epoch}"
+
+    @property
+    def is_active(self) -> bool:
+        return not self.retired
+
+    def __repr__(self) -> str:
+        return f"<Account {self.provider}:{self.email}>"
+
+
+class Membership(db.Model):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("account_id", "tenant_id", name="uq_memberships_account_tenant"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    role: Mapped[str] = mapped_column(String(10), default="staff")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    account = relationship("Account", back_populates="memberships")
+    tenant = relationship("Tenant", lazy="joined")
+
+    @property
+    def roles(self) -> list[str]:
+        return [self.role]
+
+
+class PasswordHistory(db.Model):
+    """Every argon2 hash an account has ever had, so no earlier password is reused."""
+
+    __tablename__ = "password_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    account = relationship("Account")

@@ -1,0 +1,36 @@
+"""Tenant: one school's CPOMS or StaffSafe system, with its own login URL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .. import clock
+from ..extensions import db
+from .base import UTCDateTime
+
+PRODUCTS = ("cpoms", "staffsafe")
+PRODUCT_NAMES = {"cpoms": "CPOMS", "staffsafe": "CPOMS StaffSafe"}
+REQUIRE_2FA_VALUES = ("off", "admins", "everyone")
+
+
+class Tenant(db.Model):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(63), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    product: Mapped[str] = mapped_column(String(20), default="cpoms")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/London")
+    require_2fa: Mapped[str] = mapped_column(String(10), default="off")
+    hide_unknown_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    @property
+    def product_name(self) -> str:
+        return PRODUCT_NAMES.get(self.product, self.product)
+
+    def __repr__(self) -> str:
+        return f"<Tenant {self.slug}>"

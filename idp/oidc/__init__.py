@@ -1,0 +1,1 @@
+"""OpenID Connect provider: authlib wiring (server, grants, endpoints, keys, claims)."""

@@ -1,0 +1,125 @@
+"""The client registry: register, change, rotate and delete a tenant's OIDC clients.
+
+Redirect URIs are validated strictly (RFC 9700 2.1, OIDC Registration 2):
+absolute, no fragment, https except for loopback development addresses."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from ..errors import InvalidInput, NotFound
+from ..extensions import db
+from ..models import Client, Tenant
+from ..models.base import hash_secret, new_secret
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+@dataclass
+class RegisteredClient:
+    client: Client
+    #: Shown once; only its hash is kept.
+    client_secret: str | None
+
+
+def validate_redirect_uri(uri: str, *, what: str = "redirect URI") -> str:
+    uri = (uri or "").strip()
+    parts = urlsplit(uri)
+    if not parts.scheme or not parts.netloc:
+        raise InvalidInput(f"The {what} {uri!r} must be an absolute URL")
+    if parts.fragment or "#" in uri:
+        raise InvalidInput(f"The {what} {uri!r} must not contain a fragment (#...)")
+    if parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK_HOSTS:
+        raise InvalidInput(f"The {what} {uri!r} must use https (http is allowed only for 127.0.0.1 or localhost)")
+    if parts.scheme not in ("http", "https"):
+        raise InvalidInput(f"The {what} {uri!r} must use https")
+    return uri
+
+
+def register_client(
+    tenant: Tenant,
+    *,
+    name: str,
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str] | None = None,
+    public: bool = False,
+    grant_types: list[str] | None = None,
+    token_endpoint_auth_method: str | None = None,
+) -> RegisteredClient:
+    if not (name or "").strip():
+        raise InvalidInput("A client needs a name")
+    if not redirect_uris:
+        raise InvalidInput("A client needs at least one redirect URI")
+    uris = [validate_redirect_uri(u) for u in redirect_uris]
+    logout_uris = [validate_redirect_uri(u, what="post-logout redirect URI") for u in post_logout_redirect_uris or []]
+    secret = None if public else new_secret(32)
+    client = Client(
+        client_id=secrets.token_urlsafe(18),
+        tenant_id=tenant.id,
+        name=name.strip(),
+        secret_hash=hash_secret(secret) if secret else None,
+        is_public=public,
+        redirect_uris=uris,
+        post_logout_redirect_uris=logout_uris,
+        grant_types=grant_types or ["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method=token_endpoint_auth_method or ("none" if public else "client_secret_basic"),
+    )
+    db.session.add(client)
+    db.session.flush()
+    return RegisteredClient(client=client, client_secret=secret)
+
+
+def update_client(
+    client: Client,
+    *,
+    name: str | None = None,
+    redirect_uris: list[str] | None = None,
+    post_logout_redirect_uris: list[str] | None = None,
+) -> Client:
+    if name is not None:
+        if not name.strip():
+            raise InvalidInput("A client needs a name")
+        client.name = name.strip()
+    if redirect_uris is not None:
+        if not redirect_uris:
+            raise InvalidInput("A client needs at least one redirect URI")
+        client.redirect_uris = [validate_redirect_uri(u) for u in redirect_uris]
+    if post_logout_redirect_uris is not None:
+        client.post_logout_redirect_uris = [
+            validate_redirect_uri(u, what="post-logout redirect URI") for u in post_logout_redirect_uris
+        ]
+    db.session.flush()
+    return client
+
+
+def rotate_secret(client: Client) -> str:
+    if client.is_public:
+        raise InvalidInput("A public client has no secret")
+    secret = new_secret(32)
+    client.secret_hash = hash_secret(secret)
+    db.session.flush()
+    return secret
+
+
+def find_client(client_id: str) -> Client | None:
+    return db.session.scalars(select(Client).where(Client.client_id == client_id)).first()
+
+
+def tenant_client(tenant: Tenant, client_id: str) -> Client:
+    """A client of `tenant` only: another tenant's client id is simply not found."""
+    client = db.session.scalars(
+        select(Client).where(Client.client_id == client_id, Client.tenant_id == tenant.id)
+    ).first()
+    if client is None:
+        raise NotFound("No such application")
+    return client
+
+
+def delete_client(client: Client) -> None:
+    db.session.delete(client)
+    db.session.flush()

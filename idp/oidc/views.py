@@ -1,0 +1,5 @@
+"""Placeholder: the OIDC endpoints replace this."""
+
+from flask import Blueprint
+
+bp = Blueprint("oidc", __name__)

@@ -1,0 +1,1 @@
+"""Forgotten password and first-time sign-in: links that expire at local midnight."""

@@ -1,0 +1,86 @@
+"""Tenants: create, find, change. A tenant is one school's CPOMS or StaffSafe system."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+from sqlalchemy import select
+
+from .errors import Conflict, InvalidInput, NotFound
+from .extensions import db
+from .models import Tenant
+from .models.tenants import PRODUCTS, REQUIRE_2FA_VALUES
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def validate_timezone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"Unknown timezone {tz!r}: use an IANA name such as Europe/London") from None
+    return tz
+
+
+def _validate(slug: str | None = None, product: str | None = None, require_2fa: str | None = None):
+    if slug is not None and not SLUG_RE.match(slug):
+        raise InvalidInput(
+            f"Invalid slug {slug!r}: use lower-case letters, digits and hyphens (up to 63)"
+        )
+    if product is not None and product not in PRODUCTS:
+        raise InvalidInput(f"Unknown product {product!r}: use cpoms or staffsafe")
+    if require_2fa is not None and require_2fa not in REQUIRE_2FA_VALUES:
+        raise InvalidInput(f"Unknown 2FA policy {require_2fa!r}: use off, admins or everyone")
+
+
+def create_tenant(
+    *,
+    slug: str,
+    name: str,
+    product: str = "cpoms",
+    timezone: str | None = None,
+    require_2fa: str = "off",
+    hide_unknown_email: bool = False,
+) -> Tenant:
+    slug = (slug or "").strip().lower()
+    _validate(slug, product, require_2fa)
+    if not (name or "").strip():
+        raise InvalidInput("A tenant needs a name")
+    timezone = validate_timezone(timezone or current_app.config["SETTINGS"].timezone)
+    if find_tenant(slug) is not None:
+        raise Conflict(f"A tenant with slug {slug!r} already exists")
+    tenant = Tenant(
+        slug=slug,
+        name=name.strip(),
+        product=product,
+        timezone=timezone,
+        require_2fa=require_2fa,
+        hide_unknown_email=hide_unknown_email,
+    )
+    db.session.add(tenant)
+    db.session.flush()
+    return tenant
+
+
+def update_tenant(tenant: Tenant, **changes) -> Tenant:
+    _validate(None, changes.get("product"), changes.get("require_2fa"))
+    if "timezone" in changes:
+        validate_timezone(changes["timezone"])
+    for key in ("name", "product", "timezone", "require_2fa", "hide_unknown_email"):
+        if key in changes and changes[key] is not None:
+            setattr(tenant, key, changes[key])
+    db.session.flush()
+    return tenant
+
+
+def find_tenant(slug: str) -> Tenant | None:
+    return db.session.scalars(select(Tenant).where(Tenant.slug == slug)).first()
+
+
+def get_tenant(slug: str) -> Tenant:
+    tenant = find_tenant(slug)
+    if tenant is None:
+        raise NotFound(f"Unknown tenant {slug!r}")
+    return tenant

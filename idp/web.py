@@ -1,0 +1,35 @@
+"""Request-side helpers every blueprint shares: the client's IP, safe `next`
+URLs, and loading the tenant named in the URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import abort, request
+
+from .models import Tenant
+from .tenants import find_tenant
+
+
+def client_ip() -> str:
+    # ProxyFix (IDP_TRUSTED_PROXIES) has already applied X-Forwarded-For when trusted.
+    return request.remote_addr or "unknown"
+
+
+def safe_next(url: str | None) -> str | None:
+    """Only same-site paths are followed after sign-in (no open redirect)."""
+    if not url:
+        return None
+    if "\\" in url or any(ord(ch) < 32 for ch in url):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//"):
+        return None
+    return url
+
+
+def tenant_or_404(slug: str) -> Tenant:
+    tenant = find_tenant(slug)
+    if tenant is None:
+        abort(404, description="There is no CPOMS system at this address. Please check your school's CPOMS URL.")
+    return tenant

@@ -1,0 +1,104 @@
+"""The tenant login page: provider selector, documented messages, throttling."""
+
+from idp.extensions import db
+from tests.conftest import PASSWORD
+
+FAILED = "Your email address or password was incorrect"
+
+
+def test_login_page_has_contract_fields(client, world):
+    html = client.get("/t/oakwood/login").get_data(as_text=True)
+    assert 'name="email"' in html and 'type="email"' in html
+    assert 'name="password"' in html and 'type="password"' in html
+    assert 'name="csrf_token"' in html and 'name="provider"' in html
+    assert 'autocomplete="username"' in html and 'autocomplete="current-password"' in html
+    assert "Oakwood Primary School" in html and "CPOMS" in html
+
+
+def test_switch_shown_when_school_has_sso_users(client, world):
+    html = client.get("/t/oakwood/login").get_data(as_text=True)
+    assert "Login using your CPOMS SSO account" in html
+    html = client.get("/t/oakwood/login?provider=sso").get_data(as_text=True)
+    assert "Login using your CPOMS Identity account" in html
+
+
+def test_switch_hidden_when_school_has_no_sso_users(client, world):
+    html = client.get("/t/beech/login?provider=sso").get_data(as_text=True)
+    assert "Login using your CPOMS" not in html
+    assert 'value="identity"' in html
+
+
+def test_forgotten_password_link_beneath_login_button(client, world):
+    html = client.get("/t/oakwood/login").get_data(as_text=True)
+    assert html.index("Forgotten your password or using CPOMS for the first time?") > html.index(">Login</button>")
+    assert "/t/oakwood/forgot-password" in html
+
+
+def test_same_email_resolves_by_chosen_provider(browser, world):
+    # sam.jones@ has an SSO account (PASSWORD) and an Identity account at oakwood (another password).
+    ok = browser.login("oakwood", "sam.jones@example.org", PASSWORD, provider="sso")
+    assert ok.status_code == 302
+    browser.client.post("/logout", data={})  # CSRF-protected: refused, still signed in is fine
+    fail = browser.login("oakwood", "sam.jones@example.org", PASSWORD, provider="identity")
+    assert FAILED in fail.get_data(as_text=True)
+    ok = browser.login("oakwood", "SAM.JONES@example.org", "Different-Pass-77!", provider="identity")
+    assert ok.status_code == 302
+
+
+def test_wrong_password_and_unknown_user_get_the_same_message(browser, world):
+    for email in ("pat.lee@example.org", "nobody@example.org"):
+        response = browser.login("beech", email, "wrong-password")
+        assert response.status_code == 200
+        assert FAILED in response.get_data(as_text=True)
+
+
+def test_sso_account_not_member_cannot_sign_in_at_that_school(browser, world):
+    response = browser.login("beech", "sam.jones@example.org", PASSWORD, provider="sso")
+    assert FAILED in response.get_data(as_text=True) or response.status_code == 200
+
+
+def test_deactivated_member_cannot_sign_in(browser, world):
+    world.beech_identity.memberships[0].active = False
+    db.session.commit()
+    response = browser.login("beech", "pat.lee@example.org", PASSWORD)
+    assert FAILED in response.get_data(as_text=True)
+
+
+def test_invited_account_without_password_cannot_sign_in(browser, world):
+    response = browser.login("oakwood", "new.teacher@example.org", "")
+    assert response.status_code == 200
+    response = browser.login("oakwood", "new.teacher@example.org", "anything")
+    assert FAILED in response.get_data(as_text=True)
+
+
+def test_failed_logins_are_throttled_per_account(app, browser, world):
+    app.config["THROTTLE_RULES"] = {"login-account": "3 per minute"}
+    for _ in range(3):
+        browser.login("beech", "pat.lee@example.org", "wrong")
+    response = browser.login("beech", "pat.lee@example.org", PASSWORD)
+    assert response.status_code == 429
+    assert "Too many unsuccessful sign-in attempts" in response.get_data(as_text=True)
+
+
+def test_login_without_csrf_token_is_refused(client, world):
+    response = client.post("/t/beech/login", data={"email": "pat.lee@example.org", "password": PASSWORD,
+                                                   "provider": "identity"})
+    assert response.status_code == 400
+
+
+def test_session_cookie_is_httponly_and_lax(browser, world):
+    response = browser.login("beech", "pat.lee@example.org", PASSWORD)
+    cookie = response.headers.get("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_unknown_tenant_is_a_clear_404(client):
+    response = client.get("/t/no-such-school/login")
+    assert response.status_code == 404
+    assert "CPOMS URL" in response.get_data(as_text=True)
+
+
+def test_next_must_be_a_local_path(browser, world):
+    response = browser.login("beech", "pat.lee@example.org", PASSWORD, next_url="https://evil.example/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/t/beech/"
