@@ -87,3 +87,11 @@ def logout():
     if slug:
         return redirect(url_for("auth.login", slug=slug))
     return render_template("auth/signed_out.html")
+
+
+@bp.route("/t/<slug>/login/verify", methods=["GET", "POST"])
+def second_factor(slug: str):
+    """Placeholder: the second sign-in step (issue 4) replaces this."""
+    from flask import abort
+
+    abort(404)

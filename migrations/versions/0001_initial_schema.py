@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 02:46:05.983122
+Create Date: 2026-11-25 02:47:44.991778
 
 """
 from alembic import op
