@@ -1,10 +1,176 @@
-"""Placeholder: Account settings > Security keys (issue 4) replaces this."""
+"""Account settings > Security keys: enrol, list and remove authenticator devices; recovery codes.
 
-from flask import Blueprint, abort
+`?tenant=<slug>` gives the page its school's chrome and policy message; `?next=` continues an
+interrupted sign-in or authorization after an enrolment the school requires."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from ..accounts import directory, mfa
+from ..auth.session import add_factors, current_sign_in
+from ..errors import NotAllowed, RateLimited
+from ..tenants import find_tenant
+from ..web import client_ip, safe_next
+from .forms import DeviceNameForm, EnrolmentCodeForm, SecondFactorForm
 
 bp = Blueprint("account", __name__)
 
 
+class _Page:
+    """Who is signed in, in which school's context, and where to go afterwards."""
+
+    def __init__(self):
+        self.signed_in = current_sign_in()
+        self.account = self.signed_in.account if self.signed_in else None
+        slug = request.args.get("tenant")
+        tenant = find_tenant(slug) if slug else None
+        self.membership = directory.active_membership(self.account, tenant) if tenant and self.account else None
+        self.tenant = tenant if self.membership is not None or self.account is None else None
+        self.next_url = safe_next(request.args.get("next"))
+
+    @property
+    def params(self) -> dict:
+        return {"tenant": self.tenant.slug if self.tenant else None, "next": self.next_url}
+
+    @property
+    def continue_url(self) -> str | None:
+        if self.next_url:
+            return self.next_url
+        return url_for("auth.home", slug=self.tenant.slug) if self.tenant else None
+
+    def sign_in_first(self):
+        if self.tenant is not None:
+            here = request.full_path.rstrip("?") if request.method == "GET" else url_for("account.security", **self.params)
+            return redirect(url_for("auth.login", slug=self.tenant.slug, next=here))
+        return render_template(
+            "error.html", title="Sign in first",
+            message="Sign in through your school's CPOMS URL, then open Account settings > Security keys.",
+        ), 401
+
+    def render(self, template: str, status: int = 200, **context):
+        return render_template(template, tenant=self.tenant, account=self.account, page=self, **context), status
+
+
 @bp.route("/account/security")
 def security():
-    abort(404)
+    page = _Page()
+    if page.signed_in is None:
+        return page.sign_in_first()
+    return _security_page(page, DeviceNameForm())
+
+
+def _security_page(page: _Page, form, status: int = 200):
+    devices = mfa.confirmed_devices(page.account)
+    must_enrol = not devices and page.tenant is not None and mfa.policy_covers(page.tenant, page.membership)
+    return page.render(
+        "account/security.html", status, form=form, devices=devices, must_enrol=must_enrol,
+        recovery_left=mfa.remaining_recovery_codes(page.account) if devices else 0,
+        required_by=mfa.tenants_requiring(page.account),
+    )
+
+
+@bp.route("/account/security/devices", methods=["POST"])
+def add_device():
+    page = _Page()
+    if page.signed_in is None:
+        return page.sign_in_first()
+    form = DeviceNameForm()
+    if not form.validate_on_submit():
+        return _security_page(page, form, 400)
+    try:
+        device = mfa.start_enrolment(page.account, form.name.data)
+    except (NotAllowed, mfa.InvalidCode) as refused:
+        form.name.errors.append(refused.message)
+        return _security_page(page, form, 400)
+    return redirect(url_for("account.confirm_device", device_id=device.id, **page.params))
+
+
+@bp.route("/account/security/devices/<int:device_id>/confirm", methods=["GET", "POST"])
+def confirm_device(device_id: int):
+    page = _Page()
+    if page.signed_in is None:
+        return page.sign_in_first()
+    device = mfa.get_device(page.account, device_id)
+    if device.confirmed_at is not None:
+        return redirect(url_for("account.security", **page.params))
+    form = EnrolmentCodeForm()
+    if form.validate_on_submit():
+        try:
+            codes = mfa.confirm_enrolment(page.account, device, form.code.data, tenant=page.tenant, ip=client_ip())
+        except mfa.InvalidCode as wrong:
+            form.code.errors.append(wrong.message)
+        else:
+            # The new key's code proves possession: this sign-in now has its second factor too.
+            add_factors(mfa.SECOND_FACTOR_AMR)
+            if codes:
+                return page.render("account/recovery_codes.html", codes=codes, first=True)
+            flash(f"Security key ‘{device.name}’ added.")
+            return redirect(url_for("account.security", **page.params))
+    secret = mfa.device_secret(device)
+    uri = mfa.provisioning_uri(page.account, device)
+    return page.render(
+        "account/confirm_device.html", 200 if not form.errors else 400, form=form, device=device,
+        secret=mfa.grouped_secret(secret), qr_svg=mfa.qr_svg(uri), otpauth_uri=uri,
+    )
+
+
+@bp.route("/account/security/devices/<int:device_id>/remove", methods=["GET", "POST"])
+def remove_device(device_id: int):
+    page = _Page()
+    if page.signed_in is None:
+        return page.sign_in_first()
+    device = mfa.get_device(page.account, device_id)
+    devices = mfa.confirmed_devices(page.account)
+    required_by = mfa.tenants_requiring(page.account)
+    refused = None
+    if device.confirmed_at is not None and len(devices) <= 1 and required_by:
+        refused = mfa.LAST_DEVICE_REQUIRED_MESSAGE.format(tenant=required_by[0].name)
+    form = SecondFactorForm()
+    status = 200
+    if refused is None and form.validate_on_submit():
+        try:
+            mfa.remove_device(page.account, device, form.code.data, tenant=page.tenant, ip=client_ip())
+        except mfa.InvalidCode as wrong:
+            form.code.errors.append(wrong.message)
+            status = 400
+        except RateLimited as locked:
+            form.code.errors.append(locked.message)
+            status = 429
+        except NotAllowed as not_allowed:
+            refused = not_allowed.message
+        else:
+            flash(f"Security key ‘{device.name}’ removed.")
+            return redirect(url_for("account.security", **page.params))
+    elif form.errors:
+        status = 400
+    return page.render(
+        "account/remove_device.html", 409 if refused else status, form=form, device=device, refused=refused,
+        last_device=len(devices) <= 1,
+    )
+
+
+@bp.route("/account/security/recovery-codes", methods=["GET", "POST"])
+def recovery_codes():
+    page = _Page()
+    if page.signed_in is None:
+        return page.sign_in_first()
+    if not mfa.is_enrolled(page.account):
+        return redirect(url_for("account.security", **page.params))
+    form = SecondFactorForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            codes = mfa.regenerate_recovery_codes(page.account, form.code.data, tenant=page.tenant, ip=client_ip())
+        except mfa.InvalidCode as wrong:
+            form.code.errors.append(wrong.message)
+            status = 400
+        except RateLimited as locked:
+            form.code.errors.append(locked.message)
+            status = 429
+        else:
+            return page.render("account/recovery_codes.html", codes=codes, first=False)
+    elif form.errors:
+        status = 400
+    return page.render("account/regenerate.html", status, form=form,
+                       recovery_left=mfa.remaining_recovery_codes(page.account))

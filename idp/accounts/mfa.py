@@ -1,20 +1,445 @@
-"""Second factors: TOTP devices and recovery codes (issue 4 fills this in).
+"""Second factors: TOTP authenticator devices, recovery codes and the tenants' 2FA policy.
 
-`sign_in_requirement` is the one question the sign-in and OIDC code ask."""
+`sign_in_requirement` is the one question the sign-in and OIDC code ask. One
+enrolment belongs to the account, so an SSO account's key serves every tenant.
+
+Secrets at rest: each device's base32 TOTP secret is encrypted with Fernet.
+The key is IDP_MFA_KEY (a Fernet key; several comma-separated keys rotate:
+the first encrypts, any decrypts). When IDP_MFA_KEY is unset the key is
+derived from IDP_SECRET_KEY with HKDF-SHA256 (info "cpoms-idp/mfa-secrets/v1"),
+so changing the secret key then makes every enrolled device unusable: set
+IDP_MFA_KEY in production."""
 
 from __future__ import annotations
+
+import base64
+import hmac
+import re
+import secrets
+
+import pyotp
+import segno
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+from sqlalchemy import delete, func, or_, select, update
+
+from .. import audit, clock
+from ..errors import DomainError, NotAllowed, NotFound, RateLimited
+from ..extensions import db
+from ..models import Account, Membership, MfaDevice, RecoveryCode, Tenant
+from ..models.base import hash_secret
+from ..ratelimits import MFA_PER_ACCOUNT, Throttle
 
 #: acr values advertised in discovery; a client asks for 2FA with acr_values=ACR_2FA.
 ACR_PASSWORD = "urn:cpoms:acr:password"
 ACR_2FA = "urn:cpoms:acr:2fa"
 ACR_VALUES_SUPPORTED = [ACR_PASSWORD, ACR_2FA]
 
+#: What a completed second step adds to the sign-in (RFC 8176).
+SECOND_FACTOR_AMR = ["otp", "mfa"]
+
+ISSUER_NAME = "CPOMS"
+TOTP_STEP = 30
+#: ±1 time step of clock drift between the phone and the server (RFC 6238 section 5.2).
+TOTP_VALID_WINDOW = 1
+RECOVERY_CODE_COUNT = 10
+#: 10 base32 characters = 50 bits each: not guessable within any throttle.
+RECOVERY_CODE_LENGTH = 10
+MAX_DEVICES = 10
+#: How long a correct password waits for its second step, and where the login view keeps that wait.
+PENDING_TTL = 10 * 60
+PENDING_SESSION_KEY = "mfa_pending"
+
+#: Recovery codes stay usable while authenticator codes are locked, under their own, looser limit.
+RECOVERY_PER_ACCOUNT = Throttle("mfa-recovery-account", "10 per hour; 30 per day")
+
+INVALID_CODE_MESSAGE = "The code you entered is incorrect. Check your authenticator app and try again"
+REPLAYED_CODE_MESSAGE = (
+    "That code has already been used. Wait for your authenticator app to show a new code and enter that"
+)
+INVALID_RECOVERY_MESSAGE = "That recovery code is incorrect or has already been used"
+BAD_FORMAT_MESSAGE = "Enter the 6-digit code from your authenticator app, or one of your recovery codes"
+LOCKED_MESSAGE = (
+    "Too many incorrect codes. Please wait 5 minutes and try again, or enter one of your recovery codes "
+    "instead. If you have lost your phone and your recovery codes, ask your school's CPOMS Administrator "
+    "to reset your two-factor authentication."
+)
+RECOVERY_LOCKED_MESSAGE = (
+    "Too many incorrect codes. Please wait an hour and try again, or ask your school's CPOMS Administrator "
+    "to reset your two-factor authentication."
+)
+LAST_DEVICE_REQUIRED_MESSAGE = (
+    "You cannot remove your only security key because {tenant} requires two-factor authentication. "
+    "Add another security key first."
+)
+
+
+class InvalidCode(DomainError):
+    status_code = 400
+
+
+# --- policy -----------------------------------------------------------------------------------------------
+
+
+def policy_covers(tenant: Tenant, membership: Membership | None) -> bool:
+    """Whether `tenant`'s require_2fa policy applies to this member."""
+    if membership is None or not membership.active:
+        return False
+    policy = tenant.require_2fa or "off"
+    return policy == "everyone" or (policy == "admins" and membership.role == "admin")
+
+
+def tenants_requiring(account: Account) -> list[Tenant]:
+    """The tenants whose policy requires `account` to keep a second factor."""
+    if account.retired:
+        return []
+    return [m.tenant for m in account.memberships if policy_covers(m.tenant, m)]
+
 
 def sign_in_requirement(account, membership, amr, acr_2fa_requested: bool = False) -> str | None:
     """What must happen before `account` may use `membership`'s tenant with a sign-in of `amr`:
     None (nothing), "verify" (enter a code from an enrolled device) or "enrol" (set up a device first)."""
+    if "otp" in (amr or ()):
+        return None
+    if is_enrolled(account):
+        # An enrolled account always signs in with its key, wherever it signs in.
+        return "verify"
+    tenant = membership.tenant if membership is not None else None
+    if acr_2fa_requested or (tenant is not None and policy_covers(tenant, membership)):
+        return "enrol"
     return None
 
 
 def acr_for(amr) -> str:
     return ACR_2FA if "otp" in (amr or ()) else ACR_PASSWORD
+
+
+# --- secrets at rest --------------------------------------------------------------------------------------
+
+
+def _cipher() -> MultiFernet:
+    settings = current_app.config["SETTINGS"]
+    if settings.mfa_key:
+        try:
+            return MultiFernet([Fernet(key.strip()) for key in settings.mfa_key.split(",") if key.strip()])
+        except (ValueError, TypeError):
+            raise RuntimeError("IDP_MFA_KEY must be Fernet keys (32 url-safe base64 bytes), comma-separated") from None
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"cpoms-idp/mfa-secrets/v1").derive(
+        settings.secret_key.encode("utf-8")
+    )
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(derived))])
+
+
+def _encrypt(secret: str) -> str:
+    return _cipher().encrypt(secret.encode("ascii")).decode("ascii")
+
+
+def _decrypt(token: str) -> str | None:
+    try:
+        return _cipher().decrypt(token.encode("ascii")).decode("ascii")
+    except InvalidToken:
+        # Wrong or rotated-away key: the device cannot produce a match. Never log the token.
+        current_app.logger.warning("an MFA device secret could not be decrypted (IDP_MFA_KEY changed?)")
+        return None
+
+
+# --- devices ----------------------------------------------------------------------------------------------
+
+
+def confirmed_devices(account: Account) -> list[MfaDevice]:
+    return list(
+        db.session.scalars(
+            select(MfaDevice)
+            .where(MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_not(None))
+            .order_by(MfaDevice.confirmed_at, MfaDevice.id)
+        )
+    )
+
+
+def is_enrolled(account: Account) -> bool:
+    return (
+        db.session.scalar(
+            select(func.count(MfaDevice.id)).where(
+                MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_not(None)
+            )
+        )
+        > 0
+    )
+
+
+def remaining_recovery_codes(account: Account) -> int:
+    return db.session.scalar(
+        select(func.count(RecoveryCode.id)).where(RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None))
+    )
+
+
+def get_device(account: Account, device_id: int) -> MfaDevice:
+    """One of `account`'s devices; someone else's id is simply not found."""
+    device = db.session.scalars(
+        select(MfaDevice).where(MfaDevice.id == device_id, MfaDevice.account_id == account.id)
+    ).first()
+    if device is None:
+        raise NotFound("That security key does not exist. It may have been removed already.")
+    return device
+
+
+def start_enrolment(account: Account, name: str) -> MfaDevice:
+    """A new, unconfirmed device with a fresh secret. It counts only after a valid code (confirm_enrolment)."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidCode("Enter a name for this security key, for example My phone")
+    if len(confirmed_devices(account)) >= MAX_DEVICES:
+        raise NotAllowed(f"You already have {MAX_DEVICES} security keys. Remove one before adding another.")
+    # One enrolment at a time: an abandoned QR code must not stay valid.
+    db.session.execute(
+        delete(MfaDevice).where(MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_(None))
+    )
+    device = MfaDevice(account_id=account.id, name=name[:100], secret_encrypted=_encrypt(pyotp.random_base32()))
+    db.session.add(device)
+    db.session.commit()
+    return device
+
+
+def device_secret(device: MfaDevice) -> str:
+    """The base32 secret, for showing during enrolment only (manual entry)."""
+    return _decrypt(device.secret_encrypted) or ""
+
+
+def provisioning_uri(account: Account, device: MfaDevice) -> str:
+    return pyotp.TOTP(device_secret(device)).provisioning_uri(name=account.email, issuer_name=ISSUER_NAME)
+
+
+def qr_svg(uri: str) -> str:
+    """Inline SVG markup of the QR code, made here: the secret never goes to an outside service.
+    Colours are attributes, not style= (the CSP forbids inline styles)."""
+    return segno.make(uri, error="m").svg_inline(
+        scale=5, border=4, dark="#0b0c0c", light="#ffffff", svgclass="qr-code", lineclass=None,
+        title="QR code to scan with your authenticator app",
+    )
+
+
+def grouped_secret(secret: str) -> str:
+    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+
+
+def confirm_enrolment(
+    account: Account, device: MfaDevice, code: str, *, tenant: Tenant | None, ip: str | None
+) -> list[str] | None:
+    """Complete enrolment with a valid code from the new device. Returns the new recovery codes
+    when this is the account's first device (show them once), else None."""
+    if device.account_id != account.id or device.confirmed_at is not None:
+        raise NotFound("That security key is not waiting to be set up.")
+    code = _normalise(code)
+    if not re.fullmatch(r"\d{6}", code):
+        raise InvalidCode("Enter the 6-digit code shown in your authenticator app")
+    step = _matching_step(device, code)
+    if step is None:
+        raise InvalidCode(INVALID_CODE_MESSAGE)
+    first = not is_enrolled(account)
+    device.confirmed_at = clock.now()
+    # The code that confirmed the device must not also sign someone in.
+    device.last_used_step = step
+    audit.record(audit.MFA_ENROLLED, tenant=tenant, actor=account, subject=account, ip=ip, device=device.name)
+    codes = _replace_recovery_codes(account) if first or remaining_recovery_codes(account) == 0 else None
+    db.session.commit()
+    return codes
+
+
+def remove_device(
+    account: Account, device: MfaDevice, code: str, *, tenant: Tenant | None, ip: str | None
+) -> None:
+    """Remove a device after a current code (from any device, or a recovery code).
+    The last device cannot go while a tenant of the account requires 2FA for it."""
+    if device.account_id != account.id:
+        raise NotFound("That security key does not exist.")
+    if device.confirmed_at is None:
+        db.session.delete(device)
+        db.session.commit()
+        return
+    devices = confirmed_devices(account)
+    required_by = tenants_requiring(account)
+    if len(devices) <= 1 and required_by:
+        raise NotAllowed(LAST_DEVICE_REQUIRED_MESSAGE.format(tenant=required_by[0].name))
+    check_code(account, code, tenant=tenant, ip=ip, purpose="remove device")
+    db.session.execute(delete(MfaDevice).where(MfaDevice.id == device.id, MfaDevice.account_id == account.id))
+    if len(devices) <= 1:
+        # No key left: 2FA is off for the account, and so are its recovery codes.
+        db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+    audit.record(audit.MFA_REMOVED, tenant=tenant, actor=account, subject=account, ip=ip, device=device.name)
+    db.session.commit()
+
+
+def regenerate_recovery_codes(account: Account, code: str, *, tenant: Tenant | None, ip: str | None) -> list[str]:
+    """New recovery codes (the old ones stop working) after a current code."""
+    if not is_enrolled(account):
+        raise NotAllowed("Set up a security key before creating recovery codes.")
+    check_code(account, code, tenant=tenant, ip=ip, purpose="regenerate recovery codes")
+    codes = _replace_recovery_codes(account)
+    db.session.commit()
+    return codes
+
+
+def reset_second_factor(account: Account, *, actor: Account, tenant: Tenant, ip: str | None) -> None:
+    """An administrator of `tenant` removes every device and recovery code of a member (lost phone).
+    The member enrols again at their next sign-in where a policy requires it."""
+    if account.membership_in(tenant.id) is None:
+        raise NotFound("That person is not a member of this school.")
+    devices = db.session.scalar(select(func.count(MfaDevice.id)).where(MfaDevice.account_id == account.id))
+    db.session.execute(delete(MfaDevice).where(MfaDevice.account_id == account.id))
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+    MFA_PER_ACCOUNT.clear(str(account.id))
+    audit.record(audit.MFA_RESET, tenant=tenant, actor=actor, subject=account, ip=ip, devices=devices)
+    db.session.commit()
+
+
+# --- the second step -------------------------------------------------------------------------------------
+
+
+def verify_second_factor(account: Account, code: str, *, tenant: Tenant | None, ip: str | None) -> str:
+    """The second sign-in step (or step-up): "otp" or "recovery" when `code` is right, else
+    InvalidCode / RateLimited. Each code works once (replay refusal, race-free)."""
+    return check_code(account, code, tenant=tenant, ip=ip, purpose="sign in")
+
+
+def check_code(account: Account, code: str, *, tenant: Tenant | None, ip: str | None, purpose: str) -> str:
+    code = _normalise(code)
+    key = str(account.id)
+    if re.fullmatch(r"\d{6}", code):
+        if MFA_PER_ACCOUNT.is_blocked(key):
+            _failed(account, tenant, ip, purpose, "locked")
+            raise RateLimited(LOCKED_MESSAGE)
+        outcome = _use_totp(account, code)
+        if outcome == "ok":
+            MFA_PER_ACCOUNT.clear(key)
+            _succeeded(account, tenant, ip, purpose, "otp")
+            return "otp"
+        MFA_PER_ACCOUNT.hit(key)
+        _failed(account, tenant, ip, purpose, outcome)
+        raise InvalidCode(REPLAYED_CODE_MESSAGE if outcome == "replayed" else INVALID_CODE_MESSAGE)
+    if re.fullmatch(r"[A-Z2-7]{%d}" % RECOVERY_CODE_LENGTH, code):
+        if RECOVERY_PER_ACCOUNT.is_blocked(key):
+            _failed(account, tenant, ip, purpose, "recovery locked")
+            raise RateLimited(RECOVERY_LOCKED_MESSAGE)
+        if _use_recovery_code(account, code):
+            _succeeded(account, tenant, ip, purpose, "recovery")
+            return "recovery"
+        RECOVERY_PER_ACCOUNT.hit(key)
+        _failed(account, tenant, ip, purpose, "bad recovery code")
+        raise InvalidCode(INVALID_RECOVERY_MESSAGE)
+    raise InvalidCode(BAD_FORMAT_MESSAGE)
+
+
+def _normalise(code: str) -> str:
+    return re.sub(r"[\s-]", "", code or "").upper()
+
+
+def _matching_step(device: MfaDevice, code: str) -> int | None:
+    """The time step whose code `code` is, within ±TOTP_VALID_WINDOW of the clock, else None."""
+    secret = _decrypt(device.secret_encrypted)
+    if not secret:
+        return None
+    totp = pyotp.TOTP(secret, interval=TOTP_STEP)
+    now = clock.timestamp()
+    if not totp.verify(code, for_time=now, valid_window=TOTP_VALID_WINDOW):
+        return None
+    # pyotp says "somewhere in the window"; replay refusal needs to know which step.
+    current = now // TOTP_STEP
+    for step in (current + 1, current, current - 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def _use_totp(account: Account, code: str) -> str:
+    """'ok', 'replayed' or 'wrong'. The step is claimed with a conditional UPDATE, so of two
+    simultaneous submissions of one code exactly one succeeds."""
+    replayed = False
+    for device in confirmed_devices(account):
+        step = _matching_step(device, code)
+        if step is None:
+            continue
+        claimed = db.session.execute(
+            update(MfaDevice)
+            .where(
+                MfaDevice.id == device.id,
+                MfaDevice.account_id == account.id,
+                or_(MfaDevice.last_used_step.is_(None), MfaDevice.last_used_step < step),
+            )
+            .values(last_used_step=step)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        if claimed == 1:
+            return "ok"
+        replayed = True
+    return "replayed" if replayed else "wrong"
+
+
+def _use_recovery_code(account: Account, code: str) -> bool:
+    used = db.session.execute(
+        update(RecoveryCode)
+        .where(
+            RecoveryCode.account_id == account.id,
+            RecoveryCode.code_hash == hash_secret(code),
+            RecoveryCode.used_at.is_(None),
+        )
+        .values(used_at=clock.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return used == 1
+
+
+def _replace_recovery_codes(account: Account) -> list[str]:
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    codes = ["".join(secrets.choice(alphabet) for _ in range(RECOVERY_CODE_LENGTH)) for _ in range(RECOVERY_CODE_COUNT)]
+    for code in codes:
+        db.session.add(RecoveryCode(account_id=account.id, code_hash=hash_secret(code)))
+    half = RECOVERY_CODE_LENGTH // 2
+    return [f"{code[:half]}-{code[half:]}" for code in codes]
+
+
+def _succeeded(account, tenant, ip, purpose, method) -> None:
+    audit.record(audit.MFA_SUCCEEDED, tenant=tenant, actor=account, subject=account, ip=ip, purpose=purpose,
+                 method=method)
+    db.session.commit()
+
+
+def _failed(account, tenant, ip, purpose, reason) -> None:
+    audit.record(audit.MFA_FAILED, tenant=tenant, actor=account, subject=account, outcome="failure", ip=ip,
+                 purpose=purpose, reason=reason)
+    db.session.commit()
+
+
+# --- the pending second step (kept by the login view in the signed session cookie) ----------------------
+
+
+def pending_marker(account: Account, tenant: Tenant, provider: str, next_url: str | None) -> dict:
+    """What the login page remembers between a correct password and the code: not a sign-in."""
+    return {
+        "account_id": account.id,
+        "epoch": account.session_epoch,
+        "tenant": tenant.slug,
+        "provider": provider,
+        "next": next_url,
+        "expires": clock.timestamp() + PENDING_TTL,
+    }
+
+
+def pending_account(marker: dict | None, tenant: Tenant) -> Account | None:
+    """The account waiting for its code at `tenant`, or None (none, expired, other tenant, or
+    the account was since deactivated or had its sessions ended)."""
+    if not isinstance(marker, dict) or marker.get("tenant") != tenant.slug:
+        return None
+    if not isinstance(marker.get("expires"), int) or clock.timestamp() > marker["expires"]:
+        return None
+    account = db.session.get(Account, marker.get("account_id"))
+    if account is None or account.retired or account.session_epoch != marker.get("epoch"):
+        return None
+    membership = account.membership_in(tenant.id)
+    if membership is None or not membership.active:
+        return None
+    return account

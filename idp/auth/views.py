@@ -62,9 +62,22 @@ def login(slug: str):
 
 
 def after_password(account, tenant, provider: str, next_url: str | None):
-    """The password was right: sign in (the second factor hooks in here) and go on."""
+    """The password was right. An enrolled account gives its code on a second page before any
+    sign-in exists; a member whom the school's 2FA policy covers, not yet enrolled, is signed in
+    with the password alone and sent to enrol (clients stay closed until then, see oidc)."""
+    from flask import session as cookie
+
+    from ..accounts import mfa
+
+    if mfa.is_enrolled(account):
+        # Whoever was signed in on this browser is not, while this person gives their code.
+        session.sign_out()
+        cookie[mfa.PENDING_SESSION_KEY] = mfa.pending_marker(account, tenant, provider, next_url)
+        return redirect(url_for("auth.second_factor", slug=tenant.slug))
     session.sign_in(account, amr=["pwd"])
     service.record_sign_in(account, tenant, provider, ["pwd"], ip=client_ip())
+    if mfa.sign_in_requirement(account, directory.active_membership(account, tenant), ["pwd"]) == "enrol":
+        return redirect(url_for("account.security", tenant=tenant.slug, next=next_url))
     return redirect(next_url or url_for("auth.home", slug=tenant.slug))
 
 
@@ -91,7 +104,56 @@ def logout():
 
 @bp.route("/t/<slug>/login/verify", methods=["GET", "POST"])
 def second_factor(slug: str):
-    """Placeholder: the second sign-in step (issue 4) replaces this."""
-    from flask import abort
+    """The second step: a code from the account's authenticator app, or a recovery code.
+    Either after a correct password (a pending marker, no sign-in yet), or as a step-up
+    ("Elevate your Access") of a password-only sign-in, which asks for the code alone."""
+    from flask import session as cookie
 
-    abort(404)
+    from ..account.forms import SecondFactorForm
+    from ..accounts import mfa
+
+    tenant = tenant_or_404(slug)
+    marker = cookie.get(mfa.PENDING_SESSION_KEY)
+    account = mfa.pending_account(marker, tenant)
+    signed_in = None
+    if account is not None:
+        next_url = safe_next(marker.get("next"))
+    else:
+        cookie.pop(mfa.PENDING_SESSION_KEY, None)
+        next_url = safe_next(request.args.get("next"))
+        signed_in = session.current_sign_in()
+        if signed_in is None or directory.active_membership(signed_in.account, tenant) is None:
+            return redirect(url_for("auth.login", slug=slug, next=next_url))
+        account = signed_in.account
+        if signed_in.has_second_factor:
+            return redirect(next_url or url_for("auth.home", slug=slug))
+        if not mfa.is_enrolled(account):
+            return redirect(url_for("account.security", tenant=slug, next=next_url))
+
+    form = SecondFactorForm()
+    error, status = None, 200
+    if form.validate_on_submit():
+        try:
+            mfa.verify_second_factor(account, form.code.data, tenant=tenant, ip=client_ip())
+        except mfa.InvalidCode as wrong:
+            error, status = wrong.message, 400
+        except RateLimited as locked:
+            error, status = locked.message, 429
+        else:
+            if signed_in is None:
+                amr = ["pwd", *mfa.SECOND_FACTOR_AMR]
+                session.sign_in(account, amr=amr)
+                service.record_sign_in(account, tenant, marker.get("provider"), amr, ip=client_ip())
+            else:
+                # Step-up keeps the original auth_time (OIDC Core 2).
+                session.add_factors(mfa.SECOND_FACTOR_AMR)
+            return redirect(next_url or url_for("auth.home", slug=slug))
+    elif form.errors:
+        status = 400
+    return (
+        render_template(
+            "auth/second_factor.html", tenant=tenant, form=form, error=error, account=account,
+            step_up=signed_in is not None, next_url=next_url if signed_in is not None else None,
+        ),
+        status,
+    )

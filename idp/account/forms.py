@@ -1,0 +1,35 @@
+"""Forms of Account settings > Security keys and of the second sign-in step."""
+
+from flask_wtf import FlaskForm
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
+
+
+class DeviceNameForm(FlaskForm):
+    name = StringField(
+        "Name this security key",
+        default="My phone",
+        validators=[DataRequired("Enter a name for this security key, for example My phone"), Length(max=100)],
+        render_kw={"autocomplete": "off"},
+    )
+
+
+class EnrolmentCodeForm(FlaskForm):
+    code = StringField(
+        "Code from your authenticator app",
+        validators=[DataRequired("Enter the 6-digit code shown in your authenticator app"), Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "spellcheck": "false"},
+    )
+
+
+class SecondFactorForm(FlaskForm):
+    """A 6-digit authenticator code or a recovery code: one field, the service tells them apart."""
+
+    code = StringField(
+        "Security code",
+        validators=[
+            DataRequired("Enter the 6-digit code from your authenticator app, or one of your recovery codes"),
+            Length(max=40),
+        ],
+        render_kw={"autocomplete": "one-time-code", "spellcheck": "false", "autocapitalize": "characters"},
+    )
