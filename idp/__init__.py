@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import PROJECT_ROOT, Settings
+from .config import PROJECT_ROOT, Settings, UnsafeForProduction
 from .errors import DomainError
 from .extensions import csrf, db, limiter, login_manager, migrate
 
@@ -28,7 +28,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     settings = Settings.from_env(overrides)
     problems = settings.problems_for_production() if settings.is_production else []
     if problems:
-        raise RuntimeError("Refusing to start in production mode: " + "; ".join(problems))
+        raise UnsafeForProduction(problems)
     settings = settings.with_generated_secret()
 
     app = Flask(

@@ -186,8 +186,14 @@ def register_commands(app: Flask) -> None:
 
 def _create_app_for_cli():
     from . import create_app
+    from .config import UnsafeForProduction
 
-    return create_app()
+    try:
+        return create_app()
+    except UnsafeForProduction as refused:
+        # An operator's mistake, not a bug: say which settings, no traceback.
+        click.echo(f"Error: {refused}", err=True)
+        sys.exit(1)
 
 
 def main() -> None:

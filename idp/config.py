@@ -31,6 +31,14 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+class UnsafeForProduction(RuntimeError):
+    """IDP_ENV=production with settings that must not serve real users."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("Refusing to start in production mode: " + "; ".join(problems))
+
+
 @dataclass(frozen=True)
 class Settings:
     #: IDP_ENV: "development" (default) or "production" (refuses unsafe settings).
@@ -139,9 +147,18 @@ class Settings:
             return self
         path = Path(self.instance_path) / "secret_key"
         if not path.exists():
+            # Several gunicorn workers start at once: the first to link its key wins and
+            # every worker reads that one, or sessions would not survive a change of worker.
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            draft = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+            draft.write_text(secrets.token_urlsafe(48))
+            draft.chmod(0o600)
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
         return replace(self, secret_key=path.read_text().strip())
 
     def problems_for_production(self) -> list[str]:
@@ -151,6 +168,8 @@ class Settings:
             problems.append(f"IDP_ISSUER must be an https URL in production (it is {self.issuer})")
         if not self.secret_key_configured:
             problems.append("IDP_SECRET_KEY must be set in production")
+        elif len(self.secret_key) < 32:
+            problems.append("IDP_SECRET_KEY must be at least 32 characters long")
         if self.mail_url == "outbox":
             problems.append("IDP_MAIL_URL must name an SMTP server in production, not the outbox")
         if self.database_url.startswith("sqlite"):

@@ -5,7 +5,8 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
 
 
 def _client_ip() -> str:
@@ -13,6 +14,20 @@ def _client_ip() -> str:
     from flask import request
 
     return request.remote_addr or "unknown"
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    """SQLite as a real multi-process store: WAL lets readers run beside a writer,
+    busy_timeout makes a writer wait for the lock instead of failing (gunicorn
+    workers, concurrent redemptions), and foreign keys are enforced like PostgreSQL."""
+    if type(dbapi_connection).__module__.split(".")[0] not in ("sqlite3", "pysqlite2"):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 # Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.

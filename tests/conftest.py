@@ -59,8 +59,13 @@ def migrated(database_url, tmp_path_factory):
 
 def _empty_all_tables():
     with db.engine.begin() as conn:
-        for table in reversed(db.metadata.sorted_tables):
-            conn.execute(table.delete())
+        if conn.dialect.name == "postgresql":
+            # One statement, and ids restart at 1 as they do on SQLite after a DELETE.
+            names = ", ".join(f'"{table.name}"' for table in db.metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Production parts: databases, migrations, servers, Redis, proxies, operations."""

@@ -1,0 +1,108 @@
+"""Operations: the load balancer's health check, production mode refusing
+unsafe settings (and saying which), and cookies that only travel over TLS
+when the issuer is https."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from idp import create_app
+from idp.config import UnsafeForProduction
+from tests.servers import PROJECT_ROOT, free_port, idp_env
+
+SAFE_PRODUCTION = dict(
+    env="production",
+    issuer="https://login.cpoms.example",
+    secret_key="s" * 48,
+    mail_url="smtp://mailer:secret@smtp.example:587",
+    database_url="postgresql+psycopg://idp:secret@127.0.0.1:1/idp",
+)
+
+
+def test_healthz_answers_200_when_the_database_answers(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("broken_url", [
+    "postgresql+psycopg://idp:wrong@127.0.0.1:{port}/idp?connect_timeout=2",
+    "sqlite:////nonexistent-folder/for/sure/idp.sqlite3",
+])
+def test_healthz_answers_503_when_the_database_does_not(tmp_path, broken_url):
+    app = create_app({"database_url": broken_url.format(port=free_port()), "instance_path": tmp_path, "TESTING": True})
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "unavailable"
+    assert "wrong" not in response.get_data(as_text=True)  # no connection string leaks
+
+
+def test_production_mode_starts_with_safe_settings(tmp_path):
+    app = create_app({**SAFE_PRODUCTION, "instance_path": tmp_path})
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert not (tmp_path / "secret_key").exists()  # the configured key is used, none generated
+
+
+@pytest.mark.parametrize("unsafe, says", [
+    ({"issuer": "http://login.cpoms.example"}, "IDP_ISSUER must be an https URL"),
+    ({"secret_key": ""}, "IDP_SECRET_KEY must be set"),
+    ({"secret_key": "short"}, "IDP_SECRET_KEY must be at least 32 characters"),
+    ({"mail_url": "outbox"}, "IDP_MAIL_URL must name an SMTP server"),
+])
+def test_production_mode_refuses_unsafe_setting_and_says_which(tmp_path, unsafe, says):
+    with pytest.raises(UnsafeForProduction) as refused:
+        create_app({**SAFE_PRODUCTION, "instance_path": tmp_path, **unsafe})
+    assert len(refused.value.problems) == 1
+    assert says in str(refused.value)
+
+
+def test_development_mode_is_not_refused(tmp_path):
+    create_app({"instance_path": tmp_path, "issuer": "http://127.0.0.1:5000"})
+
+
+def _production_env(tmp_path: Path) -> dict:
+    return idp_env(tmp_path, "sqlite:///" + str(tmp_path / "idp.sqlite3"), IDP_ENV="production",
+                   IDP_ISSUER="http://login.cpoms.example", IDP_MAIL_URL="outbox")
+
+
+def test_idp_command_refuses_production_start_with_a_clear_message(tmp_path):
+    idp = Path(sys.executable).with_name("idp")
+    command = [str(idp)] if idp.exists() else [sys.executable, "-c", "from idp.cli import main; main()"]
+    result = subprocess.run([*command, "serve", "--port", str(free_port())], cwd=PROJECT_ROOT,
+                            env=_production_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    for says in ("IDP_ISSUER must be an https URL", "IDP_SECRET_KEY must be set", "IDP_MAIL_URL must name an SMTP"):
+        assert says in result.stderr
+
+
+@pytest.mark.slow
+def test_gunicorn_refuses_production_start_with_a_clear_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=PROJECT_ROOT, env=_production_env(tmp_path), capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "IDP_ISSUER must be an https URL" in result.stderr
+    assert "IDP_SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.parametrize("app_overrides", [{"issuer": "https://login.cpoms.example"}])
+def test_session_cookie_is_secure_when_issuer_is_https(client, world, app_overrides):
+    response = client.get("/t/oakwood/login", base_url="https://login.cpoms.example")
+    cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("idp_session="))
+    assert "; Secure" in cookie and "HttpOnly" in cookie
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+@pytest.mark.parametrize("app_overrides", [{"issuer": "http://127.0.0.1:5000"}])
+def test_session_cookie_is_not_secure_on_a_local_http_issuer(client, world, app_overrides):
+    response = client.get("/t/oakwood/login")
+    cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("idp_session="))
+    assert "Secure" not in cookie
+    assert "Strict-Transport-Security" not in response.headers
