@@ -61,6 +61,9 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     _register_error_pages(app)
     _register_security_headers(app)
+    from .querycount import register_query_count
+
+    register_query_count(app)
 
     from .cli import register_commands
 

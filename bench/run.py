@@ -1,0 +1,295 @@
+"""`make bench`: the IdP under gunicorn, loaded by bench/loadgen.py, results in bench/results/latest.json.
+
+    .venv/bin/python bench/run.py [--concurrency 16] [--duration 20]
+        [--database-url postgresql+psycopg://...]  (or IDP_BENCH_DATABASE_URL; default SQLite in a temp folder)
+        [--workers 5] [--worker-class sync|gthread] [--threads 4] [--workloads sso,refresh,discovery,login]
+
+It prepares the instance (migrations, a `bench` tenant, one Identity user per
+virtual user, a confidential client), starts gunicorn with IDP_COUNT_QUERIES=1,
+waits for /healthz, runs the workloads, stops gunicorn and prints a table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(PROJECT_ROOT))
+
+import loadgen  # noqa: E402
+
+TENANT_SLUG = "bench"
+PASSWORD = "Correct-Horse-42!"
+REDIRECT_URI = "http://127.0.0.1:8765/callback"
+RESULTS = BENCH_DIR / "results" / "latest.json"
+
+
+def bench_email(n: int) -> str:
+    return f"bench-user-{n}@example.org"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_instance(instance: Path, database_url: str, users: int) -> dict:
+    """Schema, the bench tenant, `users` accounts and a fresh confidential client. Idempotent."""
+    from flask_migrate import upgrade
+    from sqlalchemy import select, text
+
+    from idp import create_app
+    from idp.accounts import passwords
+    from idp.extensions import db
+    from idp.models import Account, Tenant
+
+    app = create_app({"database_url": database_url, "instance_path": instance})
+    with app.app_context():
+        upgrade()
+        if database_url.startswith("sqlite"):
+            # Several gunicorn workers share the file: readers must not wait for the writer.
+            db.session.execute(text("PRAGMA journal_mode=WAL"))
+        from idp.accounts.directory import create_account
+        from idp.oidc.registry import register_client
+        from idp.tenants import create_tenant
+
+        tenant = db.session.scalars(select(Tenant).where(Tenant.slug == TENANT_SLUG)).first()
+        if tenant is None:
+            tenant = create_tenant(slug=TENANT_SLUG, name="Benchmark Primary School", product="cpoms")
+        existing = set(db.session.scalars(
+            select(Account.email).where(Account.tenant_id == tenant.id, Account.provider == "identity")
+        ))
+        shared_hash = None
+        for n in range(users):
+            if bench_email(n) in existing:
+                continue
+            account = create_account(provider="identity", email=bench_email(n), name=f"Bench User {n}",
+                                     tenants=[tenant], password=None)
+            # Same hash for everyone (argon2 once): cheaper setup, same verification cost.
+            shared_hash = shared_hash or passwords.hash_password(PASSWORD)
+            from idp.accounts.directory import set_password_hash
+
+            set_password_hash(account, shared_hash)
+        registered = register_client(tenant, name="Benchmark RP", redirect_uris=[REDIRECT_URI])
+        _ensure_signing_key()
+        db.session.commit()
+        settings = app.config["SETTINGS"]
+        info = {
+            "client_id": registered.client.client_id,
+            "client_secret": registered.client_secret,
+            "argon2": (settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
+        }
+        db.engine.dispose()
+    return info
+
+
+def _ensure_signing_key() -> None:
+    """Make the first signing key before the workers start, so they do not race to create one."""
+    try:
+        from idp.oidc import keys
+    except ImportError:
+        return
+    for name in ("ensure_signing_key", "current_signing_key", "active_key"):
+        if hasattr(keys, name):
+            getattr(keys, name)()
+            return
+
+
+@contextmanager
+def gunicorn(instance: Path, database_url: str, port: int, *, workers: int, worker_class: str, threads: int,
+             extra_env: dict | None = None):
+    env = {
+        **os.environ,
+        "IDP_INSTANCE_PATH": str(instance),
+        "IDP_DATABASE_URL": database_url,
+        "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "IDP_COUNT_QUERIES": "1",
+        **(extra_env or {}),
+    }
+    gunicorn_bin = Path(sys.executable).with_name("gunicorn")
+    command = [str(gunicorn_bin), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+               "--worker-class", worker_class, "--backlog", "2048", "--log-level", "warning",
+               "--chdir", str(PROJECT_ROOT)]
+    if worker_class == "gthread":
+        command += ["--threads", str(threads)]
+    log = open(instance / "gunicorn.log", "w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", process, instance / "gunicorn.log")
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"server not healthy after {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def database_label(url: str) -> str:
+    return "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+
+
+def row_count(database_url: str) -> dict:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in ("tenants", "accounts", "tokens")}
+    engine.dispose()
+    return counts
+
+
+def run_ours(args, log=print) -> dict:
+    """Prepare, serve, load; returns the result document (also used by compare.py)."""
+    database_url = args.database_url or os.environ.get("IDP_BENCH_DATABASE_URL", "")
+    workdir = Path(tempfile.mkdtemp(prefix="idp-bench-"))
+    instance = workdir / "instance"
+    instance.mkdir()
+    if not database_url:
+        database_url = f"sqlite:///{instance / 'idp.sqlite3'}"
+    try:
+        log(f"Preparing {database_label(database_url)} instance in {instance} ...")
+        info = prepare_instance(instance, database_url, users=args.concurrency)
+        rows = row_count(database_url)
+        port = args.port or free_port()
+        target = loadgen.Target(
+            name="ours", base_url=f"http://127.0.0.1:{port}", client_id=info["client_id"],
+            client_secret=info["client_secret"], redirect_uri=REDIRECT_URI, kind="ours", tenant_slug=TENANT_SLUG,
+            users=[(bench_email(n), PASSWORD) for n in range(args.concurrency)],
+        )
+        log(f"Starting gunicorn ({args.workers} {args.worker_class} workers) on {target.base_url} ...")
+        with gunicorn(instance, database_url, port, workers=args.workers, worker_class=args.worker_class,
+                      threads=args.threads, extra_env={"IDP_SECRET_KEY": secrets.token_urlsafe(32)}):
+            results = asyncio.run(loadgen.run_all(target, concurrency=args.concurrency, duration=args.duration,
+                                                  workloads=args.workloads, log=log))
+            if "login" in args.workloads and args.login_solo > 0:
+                # Unloaded: one user at a time, so latency is service time, not queueing.
+                log(f"  ours: password login alone (concurrency 1) for {args.login_solo:g}s ...")
+                solo = asyncio.run(loadgen.run_all(target, concurrency=1, duration=args.login_solo,
+                                                   workloads=("login",), log=lambda *_: None))
+                results["login_concurrency_1"] = solo["workloads"]["login"]
+        t, m, p = info["argon2"]
+        results["argon2_verify"] = loadgen.argon2_hash_time(t, m, p)
+        results["server"] = {
+            "database": database_label(database_url), "rows": rows, "workers": args.workers,
+            "worker_class": args.worker_class, "threads": args.threads if args.worker_class == "gthread" else 1,
+        }
+        return results
+    finally:
+        if not args.keep_instance:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def login_overhead(results: dict) -> dict | None:
+    solo = results.get("login_concurrency_1")
+    if not solo:
+        return None
+    post = solo["steps"].get("login POST", {})
+    hash_ms = results["argon2_verify"]["p50_ms"]
+    return {"login_post_p50_ms": post.get("p50_ms"), "argon2_verify_p50_ms": hash_ms,
+            "overhead_ms": round(post.get("p50_ms", 0) - hash_ms, 2)}
+
+
+def print_report(results: dict, log=print) -> None:
+    server = results["server"]
+    log("")
+    log(f"ours: gunicorn {server['workers']}x{server['worker_class']} on {server['database']} "
+        f"(rows: {server['rows']}), concurrency {results['concurrency']}, {results['duration_s']:g}s per workload, "
+        f"{results['machine']['cpus']} CPUs")
+    log(loadgen.format_table(results))
+    log("")
+    for name, w in results["workloads"].items():
+        steps = ", ".join(f"{s} p50 {v['p50_ms']:.1f}/p99 {v['p99_ms']:.1f} ms" for s, v in w["steps"].items())
+        log(f"  {name}: {steps}")
+        for sample in w["error_samples"]:
+            log(f"    error: {sample}")
+    a = results["argon2_verify"]
+    log(f"argon2id verify alone (t={a['params']['t']}, m={a['params']['m_kib']} KiB, p={a['params']['p']}): "
+        f"p50 {a['p50_ms']} ms")
+    overhead = login_overhead(results)
+    if overhead:
+        log(f"password login POST at concurrency 1: p50 {overhead['login_post_p50_ms']} ms "
+            f"= hash {overhead['argon2_verify_p50_ms']} ms + {overhead['overhead_ms']} ms of everything else")
+    log(f"ID token signature verified against JWKS: {results.get('id_token_check')}")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per workload")
+    parser.add_argument("--workloads", default=",".join(loadgen.WORKLOADS))
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("IDP_BENCH_WORKERS", 4)))
+    parser.add_argument("--worker-class", default=os.environ.get("IDP_BENCH_WORKER_CLASS", "sync"),
+                        choices=("sync", "gthread"))
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--login-solo", type=float, default=3.0,
+                        help="seconds of password login at concurrency 1 (service time without queueing)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--keep-instance", action="store_true")
+    args = parser.parse_args(argv)
+    args.workloads = tuple(w for w in args.workloads.split(",") if w)
+    unknown = set(args.workloads) - set(loadgen.WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    return args
+
+
+def write_results(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    results = run_ours(args)
+    results["machine"] = machine()
+    results["login_overhead"] = login_overhead(results)
+    print_report(results)
+    write_results(results, args.output)
+    print(f"\nwritten to {args.output}")
+    errors = sum(w["errors"] for w in results["workloads"].values())
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
