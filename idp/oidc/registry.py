@@ -123,3 +123,49 @@ def tenant_client(tenant: Tenant, client_id: str) -> Client:
 def delete_client(client: Client) -> None:
     db.session.delete(client)
     db.session.flush()
+
+
+# --- Initial access tokens (RFC 7591 3): a tenant admin hands one to a developer -------------------------
+
+#: How long an initial access token lets dynamic registration create clients in its tenant.
+INITIAL_ACCESS_TOKEN_DAYS = 7
+
+
+def issue_initial_access_token(tenant: Tenant, created_by=None) -> str:
+    """A new token for dynamic registration into `tenant`: returned once, only its SHA-256 is stored."""
+    from datetime import timedelta
+
+    from .. import clock
+    from ..models import InitialAccessToken
+
+    token = new_secret(32)
+    now = clock.now()
+    db.session.add(
+        InitialAccessToken(
+            tenant_id=tenant.id,
+            token_hash=hash_secret(token),
+            created_by_account_id=getattr(created_by, "id", created_by),
+            created_at=now,
+            expires_at=now + timedelta(days=INITIAL_ACCESS_TOKEN_DAYS),
+        )
+    )
+    db.session.flush()
+    return token
+
+
+def tenant_for_initial_access_token(token: str | None) -> Tenant | None:
+    """The tenant a presented initial access token registers into, or None (unknown, expired or revoked).
+    Looked up by its hash, which is itself unique and unguessable."""
+    from .. import clock
+    from ..models import InitialAccessToken
+
+    if not token or len(token) > 200:
+        return None
+    row = db.session.scalars(
+        select(InitialAccessToken).where(InitialAccessToken.token_hash == hash_secret(token))
+    ).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and clock.now() >= row.expires_at:
+        return None
+    return row.tenant

@@ -1,5 +1,355 @@
-"""Placeholder: the OIDC endpoints replace this."""
+"""The OpenID Connect blueprint: discovery, JWKS, authorize, token, userinfo,
+revocation, introspection and RP-initiated logout.
 
-from flask import Blueprint
+Protocol work is authlib's (server.py, grants.py, endpoints.py); these views
+hand the browser to the tenant's own sign-in pages (auth/, account/) and back.
+Endpoints that relying parties call directly are CSRF-exempt: they carry no
+browser session, or (authorize, end-session) must accept an RP's form POST."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError, MissingAuthorizationError
+from authlib.oauth2.rfc6749.errors import UnsupportedTokenTypeError
+from authlib.oauth2.rfc6750 import InsufficientScopeError
+from authlib.oidc.core.errors import (
+    InteractionRequiredError,
+    LoginRequiredError,
+    RegistrationNotSupportedError,
+    RequestNotSupportedError,
+    RequestURINotSupportedError,
+)
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms.validators import ValidationError
+
+from .. import clock
+from ..accounts import directory, mfa
+from ..auth import session
+from ..extensions import csrf, db
+from . import claims, keys
+from .endpoints import _token_tenant
+from .server import SCOPES_SUPPORTED, authorization_server, init_app, require_oauth
 
 bp = Blueprint("oidc", __name__)
+
+#: The paths advertised in discovery (issuer + path). `/logout` belongs to the sign-in pages.
+PATHS = {
+    "authorization_endpoint": "/authorize",
+    "token_endpoint": "/token",
+    "userinfo_endpoint": "/userinfo",
+    "jwks_uri": "/jwks.json",
+    "revocation_endpoint": "/revoke",
+    "introspection_endpoint": "/introspect",
+    "end_session_endpoint": "/logout/end",
+    "registration_endpoint": "/register",
+}
+PUBLIC_CACHE = "public, max-age=300"
+
+
+@bp.record_once
+def _build_server(state):
+    init_app(state.app)
+
+
+# --- discovery and keys ----------------------------------------------------------------
+
+
+def provider_metadata(issuer: str) -> dict:
+    """OpenID Connect Discovery 1.0 section 3, RFC 8414, RFC 9207, RP-Initiated Logout 2.1."""
+    metadata = {"issuer": issuer, **{name: issuer + path for name, path in PATHS.items()}}
+    metadata.update(
+        scopes_supported=SCOPES_SUPPORTED,
+        response_types_supported=["code"],
+        response_modes_supported=["query"],
+        grant_types_supported=["authorization_code", "refresh_token"],
+        subject_types_supported=["public"],
+        id_token_signing_alg_values_supported=[keys.ALG],
+        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
+        revocation_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
+        introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
+        code_challenge_methods_supported=["S256"],
+        claims_supported=[
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
+            "name", "email", "email_verified", "tenant", "roles",
+        ],
+        claim_types_supported=["normal"],
+        acr_values_supported=list(mfa.ACR_VALUES_SUPPORTED),
+        prompt_values_supported=["none", "login", "consent", "select_account"],
+        claims_parameter_supported=False,
+        request_parameter_supported=False,
+        request_uri_parameter_supported=False,
+        require_request_uri_registration=False,
+        authorization_response_iss_parameter_supported=True,
+    )
+    return metadata
+
+
+def _metadata_document() -> tuple[bytes, str]:
+    cached = current_app.extensions.get("idp_oidc_discovery")
+    if cached is None:
+        body = json.dumps(provider_metadata(current_app.config["SETTINGS"].issuer), indent=2).encode()
+        cached = (body, hashlib.sha256(body).hexdigest()[:32])
+        current_app.extensions["idp_oidc_discovery"] = cached
+    return cached
+
+
+def _cacheable_json(body: bytes, etag: str) -> Response:
+    response = Response(body, mimetype="application/json")
+    response.headers["Cache-Control"] = PUBLIC_CACHE
+    # Public documents: browser-based relying parties may read them (CORS).
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.set_etag(etag)
+    return response.make_conditional(request)
+
+
+@bp.route("/.well-known/openid-configuration")
+@bp.route("/.well-known/oauth-authorization-server")
+def discovery():
+    return _cacheable_json(*_metadata_document())
+
+
+@bp.route("/jwks.json")
+def jwks():
+    return _cacheable_json(*keys.public_jwks())
+
+
+# --- authorization endpoint ------------------------------------------------------------
+
+
+def _authorize_url(*, drop_reauthentication: bool = False) -> str:
+    """This authorization request as a same-site path, to come back to after signing in.
+
+    After a forced re-authentication the next request must not force it again
+    (prompt=login, max_age), or the person would loop through the login page."""
+    pairs = list(request.values.items(multi=True))
+    if drop_reauthentication:
+        kept = []
+        for name, value in pairs:
+            if name == "max_age":
+                continue
+            if name == "prompt":
+                value = " ".join(p for p in value.split() if p != "login")
+                if not value:
+                    continue
+            kept.append((name, value))
+        pairs = kept
+    return url_for("oidc.authorize") + ("?" + urlencode(pairs) if pairs else "")
+
+
+def _authorization_error(error: OAuth2Error, state: str | None = None):
+    """Spec errors go back to a validated redirect_uri (with state and iss); anything else,
+    such as an unknown client or redirect URI, is a page for the person, never a redirect."""
+    server = authorization_server()
+    if error.redirect_uri:
+        if state and not error.state:
+            error.state = state
+        response = server.handle_error_response(None, error)
+        server.execute_hook("after_create_authorization_response", response)
+        return response
+    return (
+        render_template(
+            "oidc/error.html",
+            error=error.error,
+            description=error.get_error_description() if hasattr(error, "get_error_description") else "",
+        ),
+        400,
+    )
+
+
+def _max_age(data) -> int | None:
+    raw = data.get("max_age")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ValueError
+    return int(raw)
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+@csrf.exempt
+def authorize():
+    server = authorization_server()
+    signed_in = session.current_sign_in()
+    account = signed_in.account if signed_in else None
+    try:
+        grant = server.get_consent_grant(end_user=account)
+    except OAuth2Error as error:
+        return _authorization_error(error)
+
+    oauth_request = grant.request
+    data = oauth_request.payload.data
+    redirect_uri = grant.redirect_uri
+    state = data.get("state")
+    client = oauth_request.client
+    tenant = client.tenant
+    prompts = set((data.get("prompt") or "").split())
+
+    def refuse(error_class, description=None):
+        return _authorization_error(error_class(description, redirect_uri=redirect_uri, state=state))
+
+    # Features we do not offer are refused with their own codes (OIDC Core 3.1.2.6, 6).
+    if data.get("request"):
+        return refuse(RequestNotSupportedError)
+    if data.get("request_uri"):
+        return refuse(RequestURINotSupportedError)
+    if data.get("registration"):
+        return refuse(RegistrationNotSupportedError)
+    if data.get("response_mode") not in (None, "", "query"):
+        return refuse(InvalidRequestError, "Only response_mode=query is supported.")
+    try:
+        max_age = _max_age(data)
+    except ValueError:
+        return refuse(InvalidRequestError, "'max_age' must be a whole number of seconds.")
+
+    # Nobody signed in: the client's own school login page, then back here.
+    if signed_in is None:
+        if "none" in prompts:
+            return refuse(LoginRequiredError)
+        return redirect(url_for("auth.login", slug=tenant.slug, next=_authorize_url(drop_reauthentication=True)))
+
+    # Signed in, but not as a member of this client's school: never a code.
+    membership = directory.active_membership(account, tenant)
+    if membership is None:
+        if "none" in prompts:
+            return refuse(AccessDeniedError, "The signed-in account has no access to this school.")
+        return redirect(url_for("auth.login", slug=tenant.slug, reason="not_member", next=_authorize_url()))
+
+    too_old = max_age is not None and clock.timestamp() - signed_in.auth_time > max_age
+    if "login" in prompts or too_old:
+        if "none" in prompts:
+            return refuse(LoginRequiredError)
+        # A fresh authentication is demanded: end this sign-in and ask for the password again.
+        session.sign_out()
+        return redirect(url_for("auth.login", slug=tenant.slug, next=_authorize_url(drop_reauthentication=True)))
+
+    acr_2fa = mfa.ACR_2FA in (data.get("acr_values") or "").split()
+    requirement = mfa.sign_in_requirement(account, membership, signed_in.amr, acr_2fa)
+    if requirement in ("verify", "enrol"):
+        if "none" in prompts:
+            return refuse(InteractionRequiredError)
+        if requirement == "verify":
+            return redirect(url_for("auth.second_factor", slug=tenant.slug, next=_authorize_url()))
+        return redirect(url_for("account.security", tenant=tenant.slug, next=_authorize_url()))
+
+    # First-party school applications: consent is implied by the school, not asked.
+    oauth_request.idp_sign_in = signed_in
+    oauth_request.idp_acr = mfa.acr_for(signed_in.amr)
+    response = server.create_authorization_response(request=oauth_request, grant=grant, grant_user=account)
+    db.session.commit()
+    return response
+
+
+# --- endpoints relying parties call directly --------------------------------------------
+
+
+def _protocol_call(call):
+    """Run an authlib call; its OAuth errors are JSON responses. Changes it made (tokens,
+    consumed codes, reuse revocations) are committed whatever the outcome."""
+    server = authorization_server()
+    try:
+        response = call(server)
+    except OAuth2Error as error:
+        response = server.handle_error_response(None, error)
+    db.session.commit()
+    return response
+
+
+@bp.route("/token", methods=["POST"])
+@csrf.exempt
+def token():
+    # Makes the first signing key before any write, so that commit never splits a token request.
+    keys.current_signing_key()
+    return _protocol_call(lambda server: server.create_token_response())
+
+
+@bp.route("/revoke", methods=["POST"])
+@csrf.exempt
+def revoke():
+    return _protocol_call(lambda server: server.create_endpoint_response("revocation"))
+
+
+@bp.route("/introspect", methods=["POST"])
+@csrf.exempt
+def introspect():
+    return _protocol_call(lambda server: server.create_endpoint_response("introspection"))
+
+
+def _bearer_error(error: OAuth2Error):
+    if isinstance(error, (MissingAuthorizationError, UnsupportedTokenTypeError)):
+        # RFC 6750 3.1: a request with no usable credentials gets the scheme, no error code.
+        status, headers, body = 401, [("WWW-Authenticate", "Bearer")], {}
+    else:
+        status = error.status_code
+        headers = list(error.get_headers())
+        body = dict(error.get_body())
+        if isinstance(error, InsufficientScopeError):
+            headers.append(("WWW-Authenticate", 'Bearer error="insufficient_scope", scope="openid"'))
+    headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+    response = current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
+    for name, value in headers:
+        response.headers[name] = value
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+@csrf.exempt
+def userinfo():
+    try:
+        access = require_oauth.acquire_token(["openid"])
+    except OAuth2Error as error:
+        return _bearer_error(error)
+    info = claims.user_info(access.account, _token_tenant(access), access.scope)
+    response = current_app.response_class(json.dumps(dict(info)), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- RP-initiated logout -----------------------------------------------------------------
+
+
+def _confirmed() -> bool:
+    if request.method != "POST" or request.form.get("confirm") != "yes":
+        return False
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except (ValidationError, CSRFError):
+        return False
+    return True
+
+
+@bp.route(PATHS["end_session_endpoint"], methods=["GET", "POST"])
+@csrf.exempt
+def end_session():
+    server = authorization_server()
+    try:
+        logout = server.validate_endpoint_request("end_session")
+    except OAuth2Error as error:
+        # RP-Initiated Logout 4: on errors, no redirection; tell the person instead.
+        return render_template(
+            "oidc/error.html", error=error.error, description=error.get_error_description(),
+            title="We could not sign you out from that link",
+        ), 400
+
+    # Without an id_token_hint anyone could link here: ask the person before signing them out.
+    if logout.needs_confirmation and session.current_sign_in() is not None and not _confirmed():
+        data = logout.request.payload.data
+        fields = {name: data.get(name) for name in ("client_id", "post_logout_redirect_uri", "state", "ui_locales")}
+        return render_template(
+            "oidc/confirm_logout.html",
+            fields={k: v for k, v in fields.items() if v},
+            client=logout.client,
+            tenant=logout.client.tenant if logout.client else None,
+        )
+
+    response = server.create_endpoint_response("end_session", logout)
+    db.session.commit()
+    if response is not None:
+        return response
+    tenant = logout.client.tenant if logout.client else None
+    return render_template("auth/signed_out.html", tenant=tenant)

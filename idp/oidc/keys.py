@@ -1,0 +1,158 @@
+"""ID token signing keys: RS256 keys kept in the database, published as JWKS.
+
+The newest active key signs. `rotate_signing_key` retires the others; a retired
+key stays published until every ID token it signed has expired
+(max(id_token_ttl, access_token_ttl) after retirement).
+
+Discovery, JWKS and signing read keys from a per-process cache that reloads
+from the database at most every `RELOAD_SECONDS` (or when an unknown `kid` is
+presented, at most every `MISS_RELOAD_SECONDS`), so several gunicorn workers
+pick up a rotation made by another process without a query per request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app
+from joserfc.jwk import KeySet, RSAKey
+from sqlalchemy import or_, select
+
+from .. import clock
+from ..extensions import db
+from ..models import SigningKey
+
+ALG = "RS256"
+KEY_SIZE = 2048
+RELOAD_SECONDS = 10
+MISS_RELOAD_SECONDS = 5
+_CACHE_KEY = "idp_signing_keys"
+
+
+@dataclass
+class _Snapshot:
+    """What one process knows about the published keys at `loaded_at`."""
+
+    loaded_at: int
+    signer_kid: str | None = None
+    private_keys: dict[str, RSAKey] = field(default_factory=dict)
+    public_jwks: dict = field(default_factory=lambda: {"keys": []})
+    jwks_body: bytes = b'{"keys": []}'
+    etag: str = ""
+    last_miss_reload: int = 0
+
+
+def _new_rsa_key() -> tuple[str, dict]:
+    key = RSAKey.generate_key(KEY_SIZE, parameters={"alg": ALG, "use": "sig"}, private=True)
+    # RFC 7638 thumbprint: stable, unique, and says nothing about when the key was made.
+    kid = key.thumbprint()
+    private = key.as_dict(private=True)
+    private["kid"] = kid
+    return kid, private
+
+
+def _published_rows() -> list[SigningKey]:
+    now = clock.now()
+    return list(
+        db.session.scalars(
+            select(SigningKey)
+            .where(or_(SigningKey.unpublish_at.is_(None), SigningKey.unpublish_at > now))
+            .order_by(SigningKey.created_at, SigningKey.id)
+        )
+    )
+
+
+def _snapshot_from(rows: list[SigningKey]) -> _Snapshot:
+    snapshot = _Snapshot(loaded_at=clock.timestamp())
+    public = []
+    for row in rows:
+        key = RSAKey.import_key(row.private_jwk)
+        snapshot.private_keys[row.kid] = key
+        jwk = key.as_dict(private=False)
+        jwk.update({"kid": row.kid, "alg": row.alg, "use": "sig"})
+        public.append(jwk)
+        if row.retired_at is None:
+            snapshot.signer_kid = row.kid  # rows are oldest first: the newest active key wins
+    snapshot.public_jwks = {"keys": public}
+    snapshot.jwks_body = json.dumps(snapshot.public_jwks, sort_keys=True).encode()
+    snapshot.etag = hashlib.sha256(snapshot.jwks_body).hexdigest()[:32]
+    return snapshot
+
+
+def _lock() -> threading.Lock:
+    return current_app.extensions.setdefault(_CACHE_KEY + "_lock", threading.Lock())
+
+
+def _reload() -> _Snapshot:
+    snapshot = _snapshot_from(_published_rows())
+    current_app.extensions[_CACHE_KEY] = snapshot
+    return snapshot
+
+
+def _snapshot(force: bool = False) -> _Snapshot:
+    snapshot: _Snapshot | None = current_app.extensions.get(_CACHE_KEY)
+    now = clock.timestamp()
+    # A clock moved backwards (tests) also counts as stale.
+    if not force and snapshot is not None and 0 <= now - snapshot.loaded_at < RELOAD_SECONDS:
+        return snapshot
+    with _lock():
+        return _reload()
+
+
+def forget_cached_keys() -> None:
+    """Drop this process's cache (after a rotation in this process)."""
+    current_app.extensions.pop(_CACHE_KEY, None)
+
+
+def current_signing_key() -> tuple[str, RSAKey]:
+    """(kid, private key) of the key that signs now; the first key is made on first use."""
+    snapshot = _snapshot()
+    if snapshot.signer_kid is None:
+        snapshot = _snapshot(force=True)
+    if snapshot.signer_kid is None:
+        kid, private = _new_rsa_key()
+        db.session.add(SigningKey(kid=kid, alg=ALG, private_jwk=private))
+        db.session.commit()
+        snapshot = _snapshot(force=True)
+    return snapshot.signer_kid, snapshot.private_keys[snapshot.signer_kid]
+
+
+def rotate_signing_key() -> SigningKey:
+    """Add a new signing key; every older active key is retired but stays published
+    until the tokens it signed have expired."""
+    settings = current_app.config["SETTINGS"]
+    now = clock.now()
+    keep_for = timedelta(seconds=max(settings.id_token_ttl, settings.access_token_ttl))
+    for old in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        old.retired_at = now
+        old.unpublish_at = now + keep_for
+    kid, private = _new_rsa_key()
+    key = SigningKey(kid=kid, alg=ALG, private_jwk=private, created_at=now)
+    db.session.add(key)
+    db.session.commit()
+    forget_cached_keys()
+    return key
+
+
+def public_jwks() -> tuple[bytes, str]:
+    """(JSON body, ETag) of the published keys, from memory. Makes the first key if none exists,
+    so a relying party that fetches JWKS before any login still finds the signing key."""
+    snapshot = _snapshot()
+    if snapshot.signer_kid is None:
+        current_signing_key()
+        snapshot = _snapshot()
+    return snapshot.jwks_body, snapshot.etag
+
+
+def verification_keys(kid: str | None = None) -> KeySet:
+    """The published public keys; reloads once (rate-limited) when `kid` is unknown,
+    so a key rotated in another process is found."""
+    snapshot = _snapshot()
+    now = clock.timestamp()
+    if kid and kid not in snapshot.private_keys and now - snapshot.last_miss_reload >= MISS_RELOAD_SECONDS:
+        snapshot = _snapshot(force=True)
+        snapshot.last_miss_reload = now
+    return KeySet.import_key_set(snapshot.public_jwks)

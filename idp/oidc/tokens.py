@@ -1,0 +1,230 @@
+"""Authorization codes and tokens at rest: stored as SHA-256 hashes, consumed
+(never deleted) and revoked by family.
+
+Consuming a code or rotating a refresh token is one conditional UPDATE
+(`... WHERE consumed_at IS NULL`) whose row count decides the winner, so two
+concurrent redemptions get exactly one success on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import joinedload
+
+from .. import audit, clock
+from ..extensions import db
+from ..models import Account, AuthorizationCode, Token
+from ..models.base import hash_secret
+
+
+# One statement each: the row, its account, the memberships and their tenants (claims need roles).
+def _codes(*where):
+    return select(AuthorizationCode).options(
+        joinedload(AuthorizationCode.account).joinedload(Account.memberships)
+    ).where(*where)
+
+
+def _tokens(*where):
+    return select(Token).options(joinedload(Token.account).joinedload(Account.memberships)).where(*where)
+
+
+# --- authorization codes ---------------------------------------------------------------
+
+
+def save_code(code: str, *, client, account, auth_time: int, amr: list[str], acr: str | None,
+              redirect_uri: str | None, scope: str, nonce: str | None,
+              code_challenge: str | None, code_challenge_method: str | None, ttl: int) -> AuthorizationCode:
+    row = AuthorizationCode(
+        code_hash=hash_secret(code),
+        client_id=client.client_id,
+        account_id=account.id,
+        tenant_id=client.tenant_id,
+        redirect_uri=redirect_uri or "",
+        scope=scope or "",
+        nonce=nonce,
+        auth_time=auth_time,
+        amr=list(amr),
+        acr=acr,
+        code_challenge=code_challenge,
+        code_challenge_method=(code_challenge_method or "S256") if code_challenge else None,
+        created_at=clock.now(),
+        expires_at=clock.now() + timedelta(seconds=ttl),
+    )
+    db.session.add(row)
+    return row
+
+
+def find_code(code: str, client, *, ip: str | None) -> AuthorizationCode | None:
+    """The unexpired, unconsumed code issued to `client`, or None.
+
+    A code presented again revokes every token issued from it (RFC 6749 4.1.2)."""
+    row = db.session.scalars(
+        _codes(AuthorizationCode.code_hash == hash_secret(code))
+    ).unique().first()
+    if row is None or row.client_id != client.client_id:
+        return None
+    if row.consumed_at is not None:
+        code_reused(row, ip=ip)
+        return None
+    if row.is_expired():
+        return None
+    return row
+
+
+def consume_code(row: AuthorizationCode) -> bool:
+    """Mark the code used; False when another request consumed it first."""
+    result = db.session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.id == row.id, AuthorizationCode.consumed_at.is_(None))
+        .values(consumed_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def code_reused(row: AuthorizationCode, *, ip: str | None) -> None:
+    revoked = db.session.execute(
+        update(Token)
+        .where(Token.authorization_code_id == row.id, Token.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    audit.record(audit.CODE_REUSED, tenant=row.tenant_id, subject=row.account_id, outcome="refused", ip=ip,
+                 client_id=row.client_id, tokens_revoked=revoked)
+
+
+# --- tokens ----------------------------------------------------------------------------
+
+
+def save_token(token: dict, *, client, account, settings, code: AuthorizationCode | None = None,
+               parent: Token | None = None) -> Token:
+    """Store a token response's secrets as hashes. A rotation (`parent`) keeps the family,
+    the code it came from and the original authentication (auth_time, amr, acr)."""
+    now = clock.now()
+    origin = parent or code
+    refresh = token.get("refresh_token")
+    row = Token(
+        client_id=client.client_id,
+        account_id=account.id,
+        tenant_id=client.tenant_id,
+        access_token_hash=hash_secret(token["access_token"]),
+        refresh_token_hash=hash_secret(refresh) if refresh else None,
+        family_id=parent.family_id if parent else uuid.uuid4().hex,
+        authorization_code_id=parent.authorization_code_id if parent else (code.id if code else None),
+        scope=token.get("scope", ""),
+        auth_time=origin.auth_time,
+        amr=list(origin.amr or []),
+        acr=origin.acr,
+        issued_at=now,
+        access_expires_at=now + timedelta(seconds=int(token.get("expires_in") or settings.access_token_ttl)),
+        refresh_expires_at=now + timedelta(seconds=settings.refresh_token_ttl) if refresh else None,
+    )
+    db.session.add(row)
+    return row
+
+
+def find_by_refresh_token(refresh_token: str, *, ip: str | None) -> Token | None:
+    """The usable token row of a refresh token, or None.
+
+    Presenting a refresh token that was already rotated means it leaked (or the
+    client is broken): the whole family is revoked (RFC 9700 4.14.2)."""
+    row = db.session.scalars(
+        _tokens(Token.refresh_token_hash == hash_secret(refresh_token))
+    ).unique().first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.refresh_used_at is not None:
+        refresh_reused(row, ip=ip)
+        return None
+    if row.refresh_expires_at is None or clock.now() >= row.refresh_expires_at:
+        return None
+    return row
+
+
+def consume_refresh_token(row: Token) -> bool:
+    """Mark the refresh token rotated; False when another request rotated it first."""
+    result = db.session.execute(
+        update(Token)
+        .where(Token.id == row.id, Token.refresh_used_at.is_(None), Token.revoked_at.is_(None))
+        .values(refresh_used_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def revoke_family(family_id: str) -> int:
+    return db.session.execute(
+        update(Token)
+        .where(Token.family_id == family_id, Token.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def refresh_reused(row: Token, *, ip: str | None) -> None:
+    revoked = revoke_family(row.family_id)
+    audit.record(audit.REFRESH_REUSED, tenant=row.tenant_id, subject=row.account_id, outcome="refused", ip=ip,
+                 client_id=row.client_id, tokens_revoked=revoked)
+
+
+def find_access_token(access_token: str) -> Token | None:
+    return db.session.scalars(
+        _tokens(Token.access_token_hash == hash_secret(access_token))
+    ).unique().first()
+
+
+@dataclass
+class PresentedToken:
+    """A token string found in the store, and whether it was the access or the refresh token
+    of its row (revocation and introspection accept either, RFC 7009 2.1, RFC 7662 2.1)."""
+
+    row: Token
+    kind: str  # "access_token" or "refresh_token"
+
+    def check_client(self, client) -> bool:
+        return self.row.check_client(client)
+
+    def is_expired(self) -> bool:
+        if self.kind == "refresh_token":
+            expires = self.row.refresh_expires_at
+            return expires is None or clock.now() >= expires
+        return self.row.is_expired()
+
+    def is_revoked(self) -> bool:
+        if self.kind == "refresh_token":
+            return self.row.revoked_at is not None or self.row.refresh_used_at is not None
+        return self.row.is_revoked()
+
+    @property
+    def expires_at(self):
+        return self.row.refresh_expires_at if self.kind == "refresh_token" else self.row.access_expires_at
+
+
+def find_presented_token(value: str) -> PresentedToken | None:
+    """Look the string up as an access token and as a refresh token in one statement
+    (a token_type_hint only speeds the search up, RFC 7009 2.1, so it is not needed)."""
+    digest = hash_secret(value)
+    row = db.session.scalars(
+        _tokens(or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest))
+    ).unique().first()
+    if row is None:
+        return None
+    return PresentedToken(row, "access_token" if row.access_token_hash == digest else "refresh_token")
+
+
+def revoke_presented_token(presented: PresentedToken, *, ip: str | None) -> None:
+    """Revoking a refresh token ends its family (every access token from the same grant, RFC 7009 2.1);
+    revoking an access token ends only that access token."""
+    row = presented.row
+    if presented.kind == "refresh_token":
+        revoke_family(row.family_id)
+    else:
+        db.session.execute(
+            update(Token).where(Token.id == row.id).values(access_expires_at=clock.now())
+            .execution_options(synchronize_session=False)
+        )
+    audit.record(audit.TOKEN_REVOKED, tenant=row.tenant_id, subject=row.account_id, ip=ip,
+                 client_id=row.client_id, token_type=presented.kind)
