@@ -17,6 +17,7 @@ from .extensions import csrf, db, limiter, login_manager, migrate
 BLUEPRINTS = (
     "idp.auth.views",
     "idp.reset.views",
+    "idp.mail.views",
     "idp.oidc.views",
     "idp.account.views",
     "idp.admin.views",

@@ -212,3 +212,47 @@ class Browser:
 @pytest.fixture
 def browser(client) -> Browser:
     return Browser(client)
+
+
+def _written_order(path: Path):
+    # File names start with the (possibly frozen) clock's time: the write order decides.
+    return (path.stat().st_mtime_ns, path.name)
+
+
+class Outbox:
+    """The mails the outbox backend wrote during a test, oldest first."""
+
+    LINK_RE = re.compile(r"https?://\S+/reset/[A-Za-z0-9_-]+")
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def messages(self) -> list:
+        from email import policy
+        from email.parser import BytesParser
+
+        if not self.folder.is_dir():
+            return []
+        return [BytesParser(policy=policy.default).parsebytes(p.read_bytes()) for p in sorted(self.folder.glob("*.eml"), key=_written_order)]
+
+    def text(self, message) -> str:
+        return message.get_body(preferencelist=("plain",)).get_content()
+
+    def html(self, message) -> str:
+        return message.get_body(preferencelist=("html",)).get_content()
+
+    def last(self, to: str | None = None):
+        found = [m for m in self.messages() if to is None or m["To"].addresses[0].addr_spec == to.lower()]
+        assert found, f"no mail sent{' to ' + to if to else ''}"
+        return found[-1]
+
+    def last_link(self, to: str | None = None) -> str:
+        """The path (/reset/<token>) of the link in the newest mail."""
+        match = self.LINK_RE.search(self.text(self.last(to)))
+        assert match, "the mail has no reset link"
+        return "/reset/" + match.group(0).rsplit("/reset/", 1)[1]
+
+
+@pytest.fixture
+def outbox(app) -> Outbox:
+    return Outbox(app.config["SETTINGS"].outbox_path)

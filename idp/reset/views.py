@@ -1,10 +1,125 @@
-"""Placeholder: the forgot-password flow (issue 3) replaces this."""
+"""The forgotten-password page (/t/<slug>/forgot-password) and the link page (/reset/<token>)."""
 
-from flask import Blueprint, abort
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
+
+from ..accounts import directory, passwords
+from ..errors import DeliveryFailed, PolicyViolation, RateLimited
+from ..web import client_ip, tenant_or_404
+from . import links
+from .forms import PROVIDER_HINTS, ForgotPasswordForm, SetPasswordForm
 
 bp = Blueprint("reset", __name__)
 
+PASSWORD_SET_MESSAGE = "Your new password has been saved. You can now log in with it."
+
+
+def _provider(requested: str | None, has_sso: bool) -> str:
+    return "sso" if requested == "sso" and has_sso else "identity"
+
 
 @bp.route("/t/<slug>/forgot-password", methods=["GET", "POST"])
-def forgot_password(slug):
-    abort(404)
+def forgot_password(slug: str):
+    tenant = tenant_or_404(slug)
+    has_sso = directory.tenant_has_sso_members(tenant)
+    form = ForgotPasswordForm()
+    if request.method == "GET":
+        form.provider.data = request.args.get("provider")
+    form.provider.data = _provider(form.provider.data, has_sso)
+    status, unknown_email = 200, False
+
+    if request.method == "POST" and form.validate():
+        try:
+            result = links.request_reset(tenant, form.provider.data, form.email.data, ip=client_ip())
+        except RateLimited as limited:
+            form.email.errors.append(limited.message)
+            status = 429
+        except DeliveryFailed as failed:
+            return render_template("reset/delivery_failed.html", tenant=tenant, message=failed.message,
+                                   provider=form.provider.data), 503
+        else:
+            if result.outcome == "unknown":
+                form.email.errors.append(links.UNKNOWN_EMAIL_MESSAGE)
+                unknown_email = True
+            else:
+                response = make_response(render_template(
+                    "reset/link_sent.html", tenant=tenant, result=result, has_sso=has_sso,
+                    mail_from=current_app.config["SETTINGS"].mail_from,
+                ))
+                if result.deliver_later is not None:
+                    response.call_on_close(result.deliver_later)
+                return response
+
+    return render_template(
+        "reset/forgot_password.html", tenant=tenant, form=form, has_sso=has_sso, unknown_email=unknown_email,
+        provider_hints=PROVIDER_HINTS,
+    ), status
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    try:
+        link = links.open_link(token, ip=client_ip())
+    except links.LinkExpired as expired:
+        return _expired_page(expired.link)
+    form = SetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            links.redeem_reset_link(token, form.password.data, form.confirm.data, ip=client_ip())
+        except links.LinkExpired as expired:
+            return _expired_page(expired.link)
+        except PolicyViolation as refused:
+            for problem in refused.problems:
+                target = form.confirm if problem == passwords.PASSWORDS_DIFFER else form.password
+                target.errors.append(problem)
+        else:
+            # Not signed in here: the login page lets the browser save the new password
+            # over the old one, and the tenant's second-factor rules still apply.
+            flash(PASSWORD_SET_MESSAGE, "success")
+            return redirect(url_for("auth.login", slug=link.tenant.slug, provider=link.account.provider))
+    met = passwords.rules_met(form.password.data or "", email=link.account.email,
+                              confirmation=form.confirm.data) if request.method == "POST" else set()
+    return render_template(
+        "reset/set_password.html", link=link, tenant=link.tenant, account=link.account, form=form,
+        rules=passwords.rule_descriptions(), met=met,
+        min_length=current_app.config["SETTINGS"].password_min_length,
+    )
+
+
+def _expired_page(link):
+    form = ForgotPasswordForm(formdata=None)
+    tenant = link.tenant if link is not None else None
+    has_sso = tenant is not None and directory.tenant_has_sso_members(tenant)
+    if link is not None:
+        form.email.data = link.account.email
+        form.provider.data = _provider(link.account.provider, has_sso)
+    return render_template("reset/link_expired.html", tenant=tenant, form=form, has_sso=has_sso,
+                           provider_hints=PROVIDER_HINTS), 410
+
+
+class _RedactResetTokens(logging.Filter):
+    """Request logs (werkzeug, gunicorn) print the path: keep reset tokens out of them."""
+
+    PATTERN = re.compile(r"/reset/[^\s\"?]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub("/reset/[redacted]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: self._clean(v) for k, v in record.args.items()}
+        return True
+
+    def _clean(self, value):
+        return self.PATTERN.sub("/reset/[redacted]", value) if isinstance(value, str) else value
+
+
+_REDACTOR = _RedactResetTokens()
+for _name in ("werkzeug", "gunicorn.access"):
+    if _REDACTOR not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_REDACTOR)

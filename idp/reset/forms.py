@@ -1,0 +1,50 @@
+"""Forms of the forgotten-password page and the set-password page."""
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, RadioField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import AnyOf, DataRequired, Email, Length
+
+from ..models.accounts import PROVIDER_NAMES, PROVIDERS
+
+#: The help page's wording for the Authentication Provider choice.
+PROVIDER_HINTS = {
+    "identity": "If you have access to one school or CPOMS system",
+    "sso": "If you have access to more than one CPOMS system (including CPOMS StaffSafe)",
+}
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField(
+        "Email address",
+        validators=[
+            DataRequired("Enter the email address of the account"),
+            Length(max=320, message="Enter an email address of 320 characters or fewer"),
+            Email("Enter an email address in the correct format, like name@example.com",
+                  check_deliverability=False, allow_empty_local=False),
+        ],
+        render_kw={"autocomplete": "email", "spellcheck": "false"},
+    )
+    provider = RadioField(
+        "Authentication Provider",
+        choices=[SelectChoice(p, PROVIDER_NAMES[p]) for p in PROVIDERS],
+        # Tenants with no SSO members send a hidden "identity"; AnyOf gives the plain message.
+        validate_choice=False,
+        validators=[AnyOf(PROVIDERS, message="Choose the Authentication Provider of the account")],
+    )
+
+
+class SetPasswordForm(FlaskForm):
+    password = PasswordField(
+        "New password",
+        validators=[
+            DataRequired("Enter a new password"),
+            Length(max=1024, message="Your password must be 1024 characters or fewer"),
+        ],
+        render_kw={"autocomplete": "new-password", "spellcheck": "false", "autocapitalize": "none"},
+    )
+    confirm = PasswordField(
+        "Confirm new password",
+        validators=[DataRequired("Enter the new password again")],
+        render_kw={"autocomplete": "new-password", "spellcheck": "false", "autocapitalize": "none"},
+    )
