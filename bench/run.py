@@ -180,9 +180,9 @@ def row_count(database_url: str) -> dict:
 def run_ours(args, log=print) -> dict:
     """Prepare, serve, load; returns the result document (also used by compare.py)."""
     database_url = args.database_url or os.environ.get("IDP_BENCH_DATABASE_URL", "")
-    workdir = Path(tempfile.mkdtemp(prefix="idp-bench-"))
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="idp-bench-"))
     instance = workdir / "instance"
-    instance.mkdir()
+    instance.mkdir(parents=True, exist_ok=True)
     if not database_url:
         database_url = f"sqlite:///{instance / 'idp.sqlite3'}"
     try:
@@ -214,7 +214,7 @@ def run_ours(args, log=print) -> dict:
         }
         return results
     finally:
-        if not args.keep_instance:
+        if not args.keep_instance and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -266,6 +266,7 @@ def parse_args(argv=None):
                         help="seconds of password login at concurrency 1 (service time without queueing)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--keep-instance", action="store_true")
+    parser.add_argument("--workdir", default=None, help="folder for the instance (default: a new temp folder)")
     args = parser.parse_args(argv)
     args.workloads = tuple(w for w in args.workloads.split(",") if w)
     unknown = set(args.workloads) - set(loadgen.WORKLOADS)
