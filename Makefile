@@ -1,8 +1,22 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+IDP := $(VENV)/bin/idp
 
-.PHONY: venv run test schema
+# make serve: gunicorn workers, 2 x cores + 1, at most 9 (each holds its own DB pool).
+WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); w=$$((n * 2 + 1)); [ $$w -gt 9 ] && w=9; echo $$w)
+BIND ?= 127.0.0.1:8000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test serve bench bench-compare schema
+
+help:
+	@echo "make run            venv + database + demo data, then the IdP on :5000 and the demo apps on :5001/:5002"
+	@echo "make test           venv + the whole test suite"
+	@echo "make serve          gunicorn wsgi:app on $(BIND) with $(WORKERS) workers (reads IDP_* variables)"
+	@echo "make bench          the load benchmark (bench/run.py)"
+	@echo "make bench-compare  compare benchmark results (bench/compare.py)"
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -11,6 +25,26 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+run: venv
+	$(IDP) db upgrade
+	$(IDP) demo-data
+	$(PY) -m clients.run_demo
+
+test: venv
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+serve: venv
+	$(IDP) db upgrade
+	$(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(BIND) wsgi:app
+
+bench: venv
+	@test -f bench/run.py || { echo "bench/run.py is missing: the load benchmark is not in this checkout yet." >&2; exit 1; }
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-compare: venv
+	@test -f bench/compare.py || { echo "bench/compare.py is missing: the benchmark comparison is not in this checkout yet." >&2; exit 1; }
+	$(PY) bench/compare.py $(BENCH_ARGS)
 
 # Development only, before the first release: rebuild the single initial migration from the models.
 schema: venv

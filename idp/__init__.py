@@ -15,6 +15,7 @@ from .errors import DomainError
 from .extensions import csrf, db, limiter, login_manager, migrate
 
 BLUEPRINTS = (
+    "idp.logging",  # first: its request id and timer hooks run before the others
     "idp.auth.views",
     "idp.reset.views",
     "idp.mail.views",

@@ -129,16 +129,22 @@ def user_create(email, provider, slugs, role, password, name, operator, as_json)
 
 @user_cli.command("assign")
 @click.option("--email", required=True)
-@click.option("--provider", type=click.Choice(["sso"]), default="sso", show_default=True)
+@click.option("--provider", type=click.Choice(["identity", "sso"]), default="sso", show_default=True)
 @click.option("--tenant", "slug", required=True)
 @click.option("--role", type=click.Choice(["staff", "admin"]), default="staff", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @domain_command
 def user_assign(email, provider, slug, role, as_json):
+    """Add an SSO account to another tenant (an Identity account has exactly one)."""
     from .accounts.directory import add_membership, get_account_by_email
+    from .errors import InvalidInput
     from .tenants import get_tenant
 
+    if provider != "sso":
+        # Accepted as a choice only to explain the rule rather than print a bare usage error.
+        raise InvalidInput("An Identity account belongs to exactly one tenant; "
+                           "only a CPOMS SSO account can be assigned to another tenant")
     tenant = get_tenant(slug)
     account = get_account_by_email(provider, email, tenant)
     add_membership(account, tenant, role)
@@ -158,13 +164,17 @@ def keys_rotate(as_json):
 
 
 @click.command("demo-data")
+@click.option("--school-app-url", default=None, help="Base URL of the demo school app (default http://127.0.0.1:5001)")
+@click.option("--staffsafe-app-url", default=None,
+              help="Base URL of the demo StaffSafe app (default http://127.0.0.1:5002)")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @domain_command
-def demo_data(as_json):
+def demo_data(school_app_url, staffsafe_app_url, as_json):
+    """Load the demo tenants, users and clients (idempotent)."""
     from .demo import load_demo_data
 
-    summary = load_demo_data()
+    summary = load_demo_data(school_app_url=school_app_url, staffsafe_app_url=staffsafe_app_url)
     _emit(summary, as_json, summary.get("text", "Demo data loaded"))
 
 
@@ -174,9 +184,16 @@ def demo_data(as_json):
 @with_appcontext
 def serve(host, port):
     """Development server (production: gunicorn wsgi:app)."""
-    from flask import current_app
+    import logging
 
-    current_app.run(host=host, port=port, threaded=True, use_reloader=False)
+    from flask import current_app
+    from werkzeug.serving import run_simple
+
+    # Werkzeug's access log prints whole URLs (reset tokens, query strings); idp.logging logs requests safely.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    click.echo(f"Identity provider listening on http://{host}:{port} (issuer {current_app.config['SETTINGS'].issuer})")
+    # Not app.run(): Flask ignores it inside a `flask`/FlaskGroup command.
+    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
 
 
 def register_commands(app: Flask) -> None:

@@ -1,0 +1,236 @@
+"""One factory for the demo relying parties: an app serving one or more tenants'
+OIDC clients, each under its own path (`/<tenant slug>/`).
+
+Everything protocol-related goes through authlib's Flask client: discovery
+(server_metadata_url), the authorization code flow with PKCE S256 and a nonce,
+ID token validation (signature against the JWKS, iss, aud, exp, nonce) and
+RP-initiated logout. Client ids and secrets come from the instance file that
+`idp demo-data` writes (`<instance>/demo-clients.json`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.flask_client import OAuth
+from flask import Flask, abort, flash, redirect, render_template, request, session, url_for
+from flask_wtf import CSRFProtect
+from joserfc.errors import JoseError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCOPE = "openid profile email"
+SHOWN_CLAIMS = ("name", "email", "tenant", "roles", "amr", "auth_time", "sub")
+
+
+class NotConfigured(RuntimeError):
+    """The instance file is missing or has no client for this app."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One tenant's demo client, as written by `idp demo-data`."""
+
+    slug: str
+    tenant_name: str
+    product: str
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+    post_logout_redirect_uri: str
+
+    @property
+    def product_name(self) -> str:
+        return "CPOMS StaffSafe" if self.product == "staffsafe" else "CPOMS"
+
+
+def default_clients_file() -> Path:
+    instance = os.environ.get("IDP_INSTANCE_PATH") or str(PROJECT_ROOT / "instance")
+    return Path(instance) / "demo-clients.json"
+
+
+def load_registrations(kind: str, clients_file: Path | None = None) -> tuple[str, list[Registration]]:
+    """The issuer and the registrations for app `kind` ("school" or "staffsafe")."""
+    path = Path(clients_file or default_clients_file())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise NotConfigured(f"{path} is missing or unreadable: run `idp demo-data` first (make run does)") from None
+    registrations = [
+        Registration(
+            slug=c["tenant"], tenant_name=c["tenant_name"], product=c["product"], client_id=c["client_id"],
+            client_secret=c["client_secret"], redirect_uri=c["redirect_uri"],
+            post_logout_redirect_uri=c["post_logout_redirect_uri"],
+        )
+        for c in data.get("clients", {}).values()
+        if c.get("app") == kind
+    ]
+    if not registrations:
+        raise NotConfigured(f"{path} has no {kind} clients: run `idp demo-data` again")
+    return data["issuer"], registrations
+
+
+class SignIns:
+    """Who is signed in to which tenant in which browser, kept server-side.
+
+    ID tokens are too big for several of them to share one cookie; the cookie
+    holds only a random browser id. Lost on restart, which a demo can afford."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_browser: dict[str, dict[str, dict]] = {}
+
+    def _browser(self) -> str:
+        if "browser" not in session:
+            session["browser"] = secrets.token_urlsafe(16)
+        return session["browser"]
+
+    def get(self, slug: str) -> dict | None:
+        with self._lock:
+            return self._by_browser.get(self._browser(), {}).get(slug)
+
+    def put(self, slug: str, id_token: str, claims: dict) -> None:
+        with self._lock:
+            self._by_browser.setdefault(self._browser(), {})[slug] = {"id_token": id_token, "claims": claims}
+
+    def drop(self, slug: str | None = None) -> None:
+        """Forget one tenant's sign-in, or (slug None) every sign-in of this browser."""
+        with self._lock:
+            if slug is None:
+                self._by_browser.pop(self._browser(), None)
+            else:
+                self._by_browser.get(self._browser(), {}).pop(slug, None)
+
+
+def create_rp_app(kind: str, title: str, *, clients_file: Path | None = None) -> Flask:
+    issuer, registrations = load_registrations(kind, clients_file)
+    by_slug = {r.slug: r for r in registrations}
+
+    app = Flask(__name__)
+    app.config.update(
+        # A fresh key per start: the demo's sessions need not survive a restart.
+        SECRET_KEY=secrets.token_hex(32),
+        # All demo apps share the host 127.0.0.1, and cookies ignore the port.
+        SESSION_COOKIE_NAME=f"rp_{kind}_session",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        RP_TITLE=title,
+        RP_ISSUER=issuer,
+    )
+    CSRFProtect(app)
+    oauth = OAuth(app)
+    for reg in registrations:
+        oauth.register(
+            name=reg.slug,
+            client_id=reg.client_id,
+            client_secret=reg.client_secret,
+            server_metadata_url=f"{issuer}/.well-known/openid-configuration",
+            client_kwargs={"scope": SCOPE, "code_challenge_method": "S256"},
+        )
+    signins = SignIns()
+
+    def registration(slug: str) -> Registration:
+        reg = by_slug.get(slug)
+        if reg is None:
+            abort(404)
+        return reg
+
+    @app.context_processor
+    def _globals():
+        return {"title": title, "issuer": issuer, "registrations": registrations}
+
+    @app.route("/")
+    def index():
+        if len(registrations) == 1:
+            return redirect(url_for("home", slug=registrations[0].slug))
+        return render_template("index.html", signins={r.slug: signins.get(r.slug) for r in registrations})
+
+    @app.route("/<slug>/")
+    def home(slug: str):
+        reg = registration(slug)
+        if request.args.get("state"):
+            # Back from the IdP's end_session_endpoint (RP-initiated logout).
+            try:
+                oauth.create_client(slug).validate_logout_response()
+                flash("You have signed out everywhere: the identity provider will ask for your password again.")
+            except OAuthError:
+                flash("The sign-out response did not match a sign-out started here.")
+            return redirect(url_for("home", slug=slug))
+        return render_template("home.html", reg=reg, signin=signins.get(slug), shown_claims=SHOWN_CLAIMS)
+
+    @app.route("/<slug>/login")
+    def login(slug: str):
+        reg = registration(slug)
+        try:
+            return oauth.create_client(slug).authorize_redirect(reg.redirect_uri)
+        except requests.RequestException:
+            return _idp_unreachable(reg)
+
+    @app.route("/<slug>/callback")
+    def callback(slug: str):
+        reg = registration(slug)
+        try:
+            token = oauth.create_client(slug).authorize_access_token()
+        except OAuthError as error:
+            flash(f"Sign-in did not complete: {error.error}"
+                  + (f" ({error.description})" if error.description else ""))
+            return redirect(url_for("home", slug=slug))
+        except JoseError as error:
+            flash(f"The ID token was refused: {error}")
+            return redirect(url_for("home", slug=slug))
+        except requests.RequestException:
+            return _idp_unreachable(reg)
+        signins.put(slug, token["id_token"], dict(token["userinfo"]))
+        return redirect(url_for("home", slug=slug))
+
+    @app.route("/<slug>/logout", methods=["POST"])
+    def logout(slug: str):
+        registration(slug)
+        signins.drop(slug)
+        flash("You have signed out of this app. You are still signed in at the identity provider, "
+              "so Sign in will not ask for your password.")
+        return redirect(url_for("home", slug=slug))
+
+    @app.route("/<slug>/logout/everywhere", methods=["POST"])
+    def logout_everywhere(slug: str):
+        reg = registration(slug)
+        signin = signins.get(slug)
+        # The IdP session is gone after this, so every tenant of this app is signed out too.
+        signins.drop()
+        try:
+            return oauth.create_client(slug).logout_redirect(
+                post_logout_redirect_uri=reg.post_logout_redirect_uri,
+                id_token_hint=signin["id_token"] if signin else None,
+                client_id=reg.client_id,
+            )
+        except (requests.RequestException, RuntimeError):
+            return _idp_unreachable(reg)
+
+    def _idp_unreachable(reg: Registration):
+        return render_template("unreachable.html", reg=reg), 502
+
+    return app
+
+
+def main(kind: str, title: str, default_port: int) -> None:
+    parser = argparse.ArgumentParser(description=f"{title} (demo relying party)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--clients-file", type=Path, default=None,
+                        help="written by `idp demo-data` (default <IDP_INSTANCE_PATH>/demo-clients.json)")
+    args = parser.parse_args()
+    try:
+        app = create_rp_app(kind, title, clients_file=args.clients_file)
+    except NotConfigured as problem:
+        raise SystemExit(f"Error: {problem}") from None
+    # Werkzeug's access log would print authorization codes from the callback URL.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    print(f"{title} listening on http://{args.host}:{args.port}/", flush=True)
+    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
