@@ -232,7 +232,7 @@ def confirm_enrolment(
     if device.account_id != account.id or device.confirmed_at is not None:
         raise NotFound("That security key is not waiting to be set up.")
     code = _normalise(code)
-    if not re.fullmatch(r"\d{6}", code):
+    if not re.fullmatch(r"[0-9]{6}", code):
         raise InvalidCode("Enter the 6-digit code shown in your authenticator app")
     step = _matching_step(device, code)
     if step is None:
@@ -306,7 +306,7 @@ def verify_second_factor(account: Account, code: str, *, tenant: Tenant | None, 
 def check_code(account: Account, code: str, *, tenant: Tenant | None, ip: str | None, purpose: str) -> str:
     code = _normalise(code)
     key = str(account.id)
-    if re.fullmatch(r"\d{6}", code):
+    if re.fullmatch(r"[0-9]{6}", code):
         if MFA_PER_ACCOUNT.is_blocked(key):
             _failed(account, tenant, ip, purpose, "locked")
             raise RateLimited(LOCKED_MESSAGE)
