@@ -1,10 +1,477 @@
-"""Placeholder: Admin > Users (issue 5) replaces this."""
+"""Admin area pages: a tenant's Users, Applications and Audit (tenant admins), and /admin (operators).
 
-from flask import Blueprint, abort
+Every tenant view first loads the tenant from the URL and checks that the signed-in account is an
+active admin of *that* tenant; rows are then looked up within the tenant, so a forged id is a 404."""
+
+from __future__ import annotations
+
+import functools
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+
+from ..accounts import mfa
+from ..auth import session
+from ..errors import DomainError, NotAllowed
+from ..extensions import db
+from ..web import client_ip, tenant_or_404
+from . import csv_import, operators, service
+from .forms import (
+    ActionForm,
+    AddMemberForm,
+    AuditFilterForm,
+    ImportConfirmForm,
+    ImportUploadForm,
+    MemberFilterForm,
+    MemberForm,
+    NewClientForm,
+    NewTenantForm,
+    ProviderForm,
+    ClientForm,
+    TenantForm,
+)
 
 bp = Blueprint("admin", __name__)
 
 
+@bp.errorhandler(DomainError)
+def _refused(error: DomainError):
+    # Nothing half-done survives a refusal.
+    db.session.rollback()
+    titles = {404: "Page not found", 403: "Access denied"}
+    return render_template("error.html", title=titles.get(error.status_code, "Sorry, that did not work"),
+                           message=error.message, tenant=g.get("tenant")), error.status_code
+
+
+def tenant_admin(view):
+    """Tenant from the URL, then: signed in (else to the login page), active admin of it (else 403)."""
+
+    @functools.wraps(view)
+    def wrapper(slug, **kwargs):
+        tenant = tenant_or_404(slug)
+        g.tenant = tenant
+        signed_in = session.current_sign_in()
+        if signed_in is None:
+            return redirect(url_for("auth.login", slug=tenant.slug, next=request.full_path.rstrip("?")))
+        try:
+            membership = service.require_tenant_admin(tenant, signed_in.account)
+        except NotAllowed as refusal:
+            abort(403, description=refusal.message)
+        if mfa.sign_in_requirement(signed_in.account, membership, signed_in.amr) is not None:
+            # The school asks admins for a second factor this sign-in has not given yet.
+            return redirect(url_for("auth.login", slug=tenant.slug, next=request.full_path.rstrip("?")))
+        g.actor = signed_in.account
+        return view(tenant, signed_in.account, **kwargs)
+
+    return wrapper
+
+
+def operator_only(view):
+    @functools.wraps(view)
+    def wrapper(**kwargs):
+        signed_in = session.current_sign_in()
+        try:
+            operators.require_operator(signed_in.account if signed_in else None)
+        except NotAllowed as refusal:
+            hint = "" if signed_in else " Sign in through a CPOMS login page you belong to, then come back."
+            abort(403, description=refusal.message + hint)
+        g.actor = signed_in.account
+        return view(signed_in.account, **kwargs)
+
+    return wrapper
+
+
+def _field_error(form, error: DomainError) -> bool:
+    """Put a refusal next to its field (or at the top); True when it was shown on the form."""
+    db.session.rollback()
+    if error.status_code == 404:
+        raise error
+    name = error.details.get("field")
+    target = getattr(form, name, None) if name else None
+    if target is not None:
+        target.errors = list(target.errors or []) + [error.message]
+    else:
+        form.form_errors.append(error.message)
+    return True
+
+
+def _page_args(**changes) -> dict:
+    args = {key: value for key, value in request.args.items() if value}
+    args.update(changes)
+    return args
+
+
+# --------------------------------------------------------------------------- users
+
+
+@bp.route("/t/<slug>/admin")
+@tenant_admin
+def index(tenant, actor):
+    return redirect(url_for("admin.users", slug=tenant.slug))
+
+
 @bp.route("/t/<slug>/admin/users")
-def users(slug):
-    abort(404)
+@tenant_admin
+def users(tenant, actor):
+    form = MemberFilterForm(request.args)
+    form.validate()
+    page = service.list_members(
+        tenant,
+        search=form.q.data if not form.q.errors else None,
+        provider=form.provider.data,
+        role=form.role.data,
+        page=request.args.get("page", 1),
+    )
+    return render_template("admin/users.html", tenant=tenant, form=form, page=page, page_args=_page_args,
+                           section="users")
+
+
+@bp.route("/t/<slug>/admin/users/new", methods=["GET", "POST"])
+@tenant_admin
+def add_user(tenant, actor):
+    form = AddMemberForm()
+    if form.validate_on_submit():
+        try:
+            added = service.add_member(tenant, email=form.email.data, name=form.name.data, role=form.role.data,
+                                       provider=form.provider.data, actor=actor, ip=client_ip())
+        except DomainError as error:
+            _field_error(form, error)
+        else:
+            db.session.commit()
+            return render_template("admin/user_added.html", tenant=tenant, added=added, section="users")
+    return render_template("admin/user_new.html", tenant=tenant, form=form, section="users")
+
+
+def _profile(tenant, member, form=None, provider_form=None, problem=None, status=200):
+    form = form or MemberForm(
+        formdata=None, name=member.account.name, email=member.account.email, role=member.membership.role,
+        active="yes" if member.membership.active else "no",
+    )
+    provider_form = provider_form or ProviderForm(formdata=None, provider=member.account.provider)
+    return render_template(
+        "admin/user.html",
+        tenant=tenant,
+        member=member,
+        form=form,
+        provider_form=provider_form,
+        action_form=ActionForm(),
+        shared_sso=service.is_shared_sso_account(member.account, tenant),
+        second_factor=service.second_factor_status(member.account),
+        link=service.password_link_status(tenant, member.account),
+        notice=request.args.get("done"),
+        problem=problem,
+        section="users",
+    ), status
+
+
+@bp.route("/t/<slug>/admin/users/<int:member_id>", methods=["GET", "POST"])
+@tenant_admin
+def user(tenant, actor, member_id):
+    member = service.get_member(tenant, member_id)
+    if request.method == "GET":
+        return _profile(tenant, member)
+    form = MemberForm()
+    if form.validate_on_submit():
+        was_active = member.membership.active
+        try:
+            service.update_member(tenant, member.id, name=form.name.data, email=form.email.data,
+                                  role=form.role.data, active=form.active.data == "yes", actor=actor,
+                                  ip=client_ip())
+        except DomainError as error:
+            _field_error(form, error)
+            member = service.get_member(tenant, member_id)
+        else:
+            db.session.commit()
+            done = "deactivated" if was_active and form.active.data == "no" else "saved"
+            return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done=done))
+    return _profile(tenant, member, form=form, status=400)
+
+
+@bp.route("/t/<slug>/admin/users/<int:member_id>/provider", methods=["POST"])
+@tenant_admin
+def user_provider(tenant, actor, member_id):
+    member = service.get_member(tenant, member_id)
+    form = ProviderForm()
+    if form.validate_on_submit():
+        try:
+            moved = service.assign_provider(tenant, member.id, form.provider.data, actor=actor, ip=client_ip())
+        except DomainError as error:
+            _field_error(form, error)
+            member = service.get_member(tenant, member_id)
+        else:
+            db.session.commit()
+            return redirect(url_for("admin.user", slug=tenant.slug, member_id=moved.member.id, done="provider"))
+    return _profile(tenant, member, provider_form=form, status=400)
+
+
+@bp.route("/t/<slug>/admin/users/<int:member_id>/reset-2fa", methods=["POST"])
+@tenant_admin
+def user_reset_2fa(tenant, actor, member_id):
+    member = service.get_member(tenant, member_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    service.reset_second_factor(tenant, member.id, actor=actor, ip=client_ip())
+    db.session.commit()
+    return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done="2fa"))
+
+
+@bp.route("/t/<slug>/admin/users/<int:member_id>/send-link", methods=["POST"])
+@tenant_admin
+def user_send_link(tenant, actor, member_id):
+    member = service.get_member(tenant, member_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        service.send_password_link(tenant, member.id, actor=actor, ip=client_ip())
+    except DomainError as error:
+        if error.status_code == 404:
+            raise
+        db.session.rollback()
+        return _profile(tenant, service.get_member(tenant, member_id), problem=error.message, status=error.status_code)
+    db.session.commit()
+    return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done="link"))
+
+
+@bp.route("/t/<slug>/admin/users/import", methods=["GET", "POST"])
+@tenant_admin
+def import_users(tenant, actor):
+    form = ImportUploadForm()
+    preview = content = None
+    if form.validate_on_submit():
+        upload = form.file.data
+        data = upload.read() if upload else b""
+        if not data:
+            form.file.errors = ["Choose a CSV file to upload"]
+        else:
+            try:
+                content = csv_import.decode(data)
+            except DomainError as error:
+                form.file.errors = [error.message]
+            else:
+                preview = csv_import.preview(tenant, content)
+    return render_template("admin/import.html", tenant=tenant, form=form, preview=preview,
+                           confirm_form=ImportConfirmForm(formdata=None, content=content), section="users")
+
+
+@bp.route("/t/<slug>/admin/users/import/confirm", methods=["POST"])
+@tenant_admin
+def import_confirm(tenant, actor):
+    confirm_form = ImportConfirmForm()
+    if not confirm_form.validate_on_submit():
+        return redirect(url_for("admin.import_users", slug=tenant.slug))
+    content = confirm_form.content.data
+    try:
+        result = csv_import.import_members(tenant, content, actor=actor, ip=client_ip())
+    except DomainError:
+        db.session.rollback()
+        # Something changed since the preview (or the field was edited): show the fresh preview again.
+        preview = csv_import.preview(tenant, content)
+        return render_template("admin/import.html", tenant=tenant, form=ImportUploadForm(formdata=None),
+                               preview=preview, confirm_form=ImportConfirmForm(formdata=None, content=content),
+                               section="users"), 400
+    db.session.commit()
+    invited = csv_import.send_invitations(tenant, result, actor=actor, ip=client_ip())
+    db.session.commit()
+    return render_template("admin/import_done.html", tenant=tenant, result=result, invited=invited,
+                           section="users")
+
+
+# --------------------------------------------------------------------------- applications
+
+
+@bp.route("/t/<slug>/admin/applications")
+@tenant_admin
+def applications(tenant, actor):
+    return render_template("admin/applications.html", tenant=tenant, clients=service.list_clients(tenant),
+                           action_form=ActionForm(), section="applications")
+
+
+@bp.route("/t/<slug>/admin/applications/new", methods=["GET", "POST"])
+@tenant_admin
+def add_application(tenant, actor):
+    form = NewClientForm()
+    if form.validate_on_submit():
+        try:
+            registered = service.register_application(
+                tenant, name=form.name.data,
+                redirect_uris=service.parse_uri_lines(form.redirect_uris.data),
+                post_logout_redirect_uris=service.parse_uri_lines(form.post_logout_redirect_uris.data),
+                public=form.client_type.data == "public", actor=actor, ip=client_ip(),
+            )
+        except DomainError as error:
+            _field_error(form, error if error.details.get("field") else _uri_error(error))
+        else:
+            db.session.commit()
+            # Rendered straight from the POST: the secret is never put in a URL, a session or a log.
+            return render_template("admin/application_secret.html", tenant=tenant, client=registered.client,
+                                   secret=registered.client_secret, created=True, section="applications")
+    return render_template("admin/application_new.html", tenant=tenant, form=form, section="applications")
+
+
+def _uri_error(error: DomainError) -> DomainError:
+    """The registry's messages name what was wrong; point them at the right box."""
+    message = error.message
+    if "post-logout" in message:
+        error.details["field"] = "post_logout_redirect_uris"
+    elif "redirect URI" in message:
+        error.details["field"] = "redirect_uris"
+    elif "name" in message:
+        error.details["field"] = "name"
+    return error
+
+
+@bp.route("/t/<slug>/admin/applications/<client_id>", methods=["GET", "POST"])
+@tenant_admin
+def application(tenant, actor, client_id):
+    client = service.get_client(tenant, client_id)
+    if request.method == "GET":
+        form = ClientForm(formdata=None, name=client.name, redirect_uris="\n".join(client.redirect_uris),
+                          post_logout_redirect_uris="\n".join(client.post_logout_redirect_uris))
+        return render_template("admin/application.html", tenant=tenant, client=client, form=form,
+                               action_form=ActionForm(), notice=request.args.get("done"), section="applications")
+    form = ClientForm()
+    if form.validate_on_submit():
+        try:
+            service.update_application(
+                tenant, client.client_id, name=form.name.data,
+                redirect_uris=service.parse_uri_lines(form.redirect_uris.data),
+                post_logout_redirect_uris=service.parse_uri_lines(form.post_logout_redirect_uris.data),
+                actor=actor, ip=client_ip(),
+            )
+        except DomainError as error:
+            _field_error(form, _uri_error(error))
+            client = service.get_client(tenant, client_id)
+        else:
+            db.session.commit()
+            return redirect(url_for("admin.application", slug=tenant.slug, client_id=client.client_id,
+                                    done="saved"))
+    return render_template("admin/application.html", tenant=tenant, client=client, form=form,
+                           action_form=ActionForm(), notice=None, section="applications"), 400
+
+
+@bp.route("/t/<slug>/admin/applications/<client_id>/rotate", methods=["POST"])
+@tenant_admin
+def rotate_application_secret(tenant, actor, client_id):
+    client = service.get_client(tenant, client_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    secret = service.rotate_application_secret(tenant, client.client_id, actor=actor, ip=client_ip())
+    db.session.commit()
+    return render_template("admin/application_secret.html", tenant=tenant, client=client, secret=secret,
+                           created=False, section="applications")
+
+
+@bp.route("/t/<slug>/admin/applications/<client_id>/delete", methods=["GET", "POST"])
+@tenant_admin
+def delete_application(tenant, actor, client_id):
+    client = service.get_client(tenant, client_id)
+    form = ActionForm()
+    if form.validate_on_submit():
+        name = client.name
+        service.delete_application(tenant, client.client_id, actor=actor, ip=client_ip())
+        db.session.commit()
+        return render_template("admin/application_deleted.html", tenant=tenant, name=name,
+                               section="applications")
+    return render_template("admin/application_delete.html", tenant=tenant, client=client, form=form,
+                           section="applications")
+
+
+@bp.route("/t/<slug>/admin/applications/initial-access-token", methods=["POST"])
+@tenant_admin
+def create_initial_access_token(tenant, actor):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    token = service.create_initial_access_token(tenant, actor=actor, ip=client_ip())
+    db.session.commit()
+    return render_template("admin/initial_access_token.html", tenant=tenant, token=token, section="applications")
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def _audit_page(tenant):
+    form = AuditFilterForm(request.args)
+    form.event.choices = [("", "Any event")] + [(name, name) for name in service.audit_event_names()]
+    form.validate()
+    page = service.list_audit(
+        tenant,
+        email=form.user.data if not form.user.errors else None,
+        event=form.event.data if not form.event.errors else None,
+        page=request.args.get("page", 1),
+    )
+    return form, page
+
+
+@bp.route("/t/<slug>/admin/audit")
+@tenant_admin
+def audit_log(tenant, actor):
+    form, page = _audit_page(tenant)
+    return render_template("admin/audit.html", tenant=tenant, form=form, page=page, page_args=_page_args,
+                           section="audit", all_tenants=False)
+
+
+# --------------------------------------------------------------------------- operators
+
+
+@bp.route("/admin")
+@operator_only
+def tenants(actor):
+    return render_template("admin/operators/tenants.html", summaries=operators.list_tenants(),
+                           notice=request.args.get("done"), operator_section="tenants")
+
+
+@bp.route("/admin/tenants/new", methods=["GET", "POST"])
+@operator_only
+def add_tenant(actor):
+    form = NewTenantForm()
+    if form.validate_on_submit():
+        try:
+            operators.create_tenant(
+                actor=actor, ip=client_ip(), slug=form.slug.data, name=form.name.data, product=form.product.data,
+                timezone=form.timezone.data, require_2fa=form.require_2fa.data,
+                hide_unknown_email=form.hide_unknown_email.data,
+            )
+        except DomainError as error:
+            _field_error(form, _tenant_error(error))
+        else:
+            db.session.commit()
+            return redirect(url_for("admin.tenants", done="created"))
+    return render_template("admin/operators/tenant_form.html", form=form, editing=None, operator_section="tenants")
+
+
+def _tenant_error(error: DomainError) -> DomainError:
+    if not error.details.get("field"):
+        message = error.message.lower()
+        for name in ("slug", "timezone", "product", "name"):
+            if name in message:
+                error.details["field"] = name
+                break
+    return error
+
+
+@bp.route("/admin/tenants/<tenant_slug>", methods=["GET", "POST"])
+@operator_only
+def edit_tenant(actor, tenant_slug):
+    tenant = operators.get_tenant(tenant_slug)
+    form = TenantForm(obj=tenant) if request.method == "GET" else TenantForm()
+    if form.validate_on_submit():
+        try:
+            operators.update_tenant(
+                tenant.slug, actor=actor, ip=client_ip(), name=form.name.data, product=form.product.data,
+                timezone=form.timezone.data, require_2fa=form.require_2fa.data,
+                hide_unknown_email=form.hide_unknown_email.data,
+            )
+        except DomainError as error:
+            _field_error(form, _tenant_error(error))
+        else:
+            db.session.commit()
+            return redirect(url_for("admin.tenants", done="saved"))
+    return render_template("admin/operators/tenant_form.html", form=form, editing=tenant,
+                           operator_section="tenants")
+
+
+@bp.route("/admin/audit")
+@operator_only
+def all_audit(actor):
+    form, page = _audit_page(None)
+    return render_template("admin/audit.html", tenant=None, form=form, page=page, page_args=_page_args,
+                           all_tenants=True, operator_section="audit")

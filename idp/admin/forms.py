@@ -1,0 +1,106 @@
+"""Forms of the admin area. Every form that changes something carries a CSRF token (Flask-WTF)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import BooleanField, EmailField, HiddenField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.validators import AnyOf, DataRequired, Length, Optional
+
+from ..models.accounts import PROVIDER_NAMES
+
+ROLE_CHOICES = [("staff", "Staff"), ("admin", "Administrator")]
+PROVIDER_CHOICES = [("identity", PROVIDER_NAMES["identity"]), ("sso", PROVIDER_NAMES["sso"])]
+
+
+class MemberFilterForm(FlaskForm):
+    """The users list's search: a GET form that changes nothing, so no CSRF token."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Search by name or email", validators=[Optional(), Length(max=320)])
+    provider = SelectField("Authentication provider", choices=[("", "Any provider")] + PROVIDER_CHOICES,
+                           validators=[Optional()])
+    role = SelectField("Role", choices=[("", "Any role")] + ROLE_CHOICES, validators=[Optional()])
+
+
+class MemberForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired("Enter the user's name"), Length(max=200)])
+    email = EmailField("Email address", validators=[DataRequired("Enter the user's email address"), Length(max=320)],
+                       render_kw={"spellcheck": "false", "autocomplete": "off"})
+    role = RadioField("Role", choices=ROLE_CHOICES, validators=[DataRequired("Choose a role")])
+    active = RadioField("Access", choices=[("yes", "Active"), ("no", "Deactivated")],
+                        validators=[DataRequired("Choose active or deactivated")])
+
+
+class AddMemberForm(FlaskForm):
+    email = EmailField("Email address", validators=[DataRequired("Enter the user's email address"), Length(max=320)],
+                       render_kw={"spellcheck": "false", "autocomplete": "off"})
+    name = StringField("Name", validators=[DataRequired("Enter the user's name"), Length(max=200)])
+    role = RadioField("Role", choices=ROLE_CHOICES, default="staff", validators=[DataRequired("Choose a role")])
+    provider = RadioField("Authentication provider", choices=PROVIDER_CHOICES, default="identity",
+                          validators=[DataRequired("Choose an authentication provider")])
+
+
+class ProviderForm(FlaskForm):
+    provider = RadioField("Authentication provider", choices=PROVIDER_CHOICES,
+                          validators=[DataRequired("Choose an authentication provider")])
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something (reset 2FA, send link, rotate, delete): just the CSRF token."""
+
+
+class ImportUploadForm(FlaskForm):
+    file = FileField("CSV file")
+
+
+class ImportConfirmForm(FlaskForm):
+    # The file's text comes back to be validated again: the server keeps nothing between the steps.
+    content = HiddenField(validators=[DataRequired("Upload the file again"), Length(max=2_000_000)])
+
+
+class ClientForm(FlaskForm):
+    name = StringField("Application name", validators=[DataRequired("Enter the application's name"),
+                                                       Length(max=200)])
+    redirect_uris = TextAreaField("Redirect URIs", validators=[DataRequired("Enter at least one redirect URI"),
+                                                               Length(max=20000)])
+    post_logout_redirect_uris = TextAreaField("Post-logout redirect URIs", validators=[Optional(),
+                                                                                       Length(max=20000)])
+
+
+class NewClientForm(ClientForm):
+    client_type = RadioField(
+        "Client type",
+        choices=[("confidential", "Confidential (a server-side application that can keep a secret)"),
+                 ("public", "Public (a mobile or browser application: no secret, PKCE only)")],
+        default="confidential",
+        validators=[DataRequired("Choose the client type"), AnyOf(("confidential", "public"))],
+    )
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    user = StringField("User's email address", validators=[Optional(), Length(max=320)])
+    event = SelectField("Event", validators=[Optional()])
+
+
+class TenantForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired("Enter the school's name"), Length(max=200)])
+    product = RadioField("Product", choices=[("cpoms", "CPOMS"), ("staffsafe", "CPOMS StaffSafe")], default="cpoms",
+                         validators=[DataRequired("Choose a product")])
+    timezone = StringField("Timezone", default="Europe/London",
+                           validators=[DataRequired("Enter an IANA timezone such as Europe/London"), Length(max=64)])
+    require_2fa = RadioField("Two-step verification",
+                             choices=[("off", "Not required"), ("admins", "Required for administrators"),
+                                      ("everyone", "Required for everyone")],
+                             default="off", validators=[DataRequired("Choose a two-step verification policy")])
+    hide_unknown_email = BooleanField("Do not reveal whether an email address has an account")
+
+
+class NewTenantForm(TenantForm):
+    slug = StringField("Slug (the login address /t/<slug>/login)",
+                       validators=[DataRequired("Enter the slug"), Length(max=63)])
