@@ -94,6 +94,21 @@ def client_register(slug, name, redirect_uris, logout_uris, public, as_json):
     _emit(data, as_json, text)
 
 
+@client_cli.command("token")
+@click.option("--tenant", "slug", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@domain_command
+def client_token(slug, as_json):
+    """Create an initial access token for dynamic client registration into a tenant (shown once)."""
+    from .admin.service import create_initial_access_token
+    from .tenants import get_tenant
+
+    token = create_initial_access_token(get_tenant(slug), actor=None, ip=None)
+    _emit({"tenant": slug, "initial_access_token": token}, as_json,
+          f"initial_access_token: {token}\n(The token is shown only now; a client registered with it belongs to {slug}.)")
+
+
 def _account_data(account) -> dict:
     return {
         "sub": account.sub, "email": account.email, "name": account.name, "provider": account.provider,
