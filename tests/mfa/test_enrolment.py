@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import timedelta
 
 import pyotp
 from cryptography.fernet import Fernet
@@ -121,7 +122,7 @@ def test_regenerating_recovery_codes_needs_a_current_code(browser, world, frozen
     enrolment = enrol(world.beech_identity)
     browser.login("beech", "pat.lee@example.org")
     browser.submit("/t/beech/login/verify", {"code": enrolment.code()})
-    frozen_clock.advance(__import__("datetime").timedelta(seconds=30))
+    frozen_clock.advance(timedelta(seconds=30))
     refused = browser.submit("/account/security/recovery-codes", {"code": "123456" if enrolment.code() != "123456" else "654321"})
     assert refused.status_code == 400 and "incorrect" in refused.get_data(as_text=True)
     response = browser.submit("/account/security/recovery-codes", {"code": enrolment.code()})

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from idp import clock
 from idp.accounts import mfa
 from idp.errors import RateLimited
 from tests.conftest import PASSWORD, csrf_token_from

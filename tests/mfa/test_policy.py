@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
@@ -108,7 +109,7 @@ def test_sso_account_enrolled_once_serves_both_of_its_schools(browser, world, fr
     assert len(mfa.confirmed_devices(sso)) == 1
 
     # At Oakwood (no policy) the same key is asked for, and no second enrolment.
-    frozen_clock.advance(__import__("datetime").timedelta(seconds=30))
+    frozen_clock.advance(timedelta(seconds=30))
     browser.client.delete_cookie("idp_session")
     response = browser.login("oakwood", "sam.jones@example.org", provider="sso")
     assert response.headers["Location"] == "/t/oakwood/login/verify"
@@ -119,7 +120,7 @@ def test_sso_account_enrolled_once_serves_both_of_its_schools(browser, world, fr
         assert mfa.sign_in_requirement(sso, membership, amr) is None
 
     # And back at StaffSafe: the code, not the enrolment page.
-    frozen_clock.advance(__import__("datetime").timedelta(seconds=30))
+    frozen_clock.advance(timedelta(seconds=30))
     browser.client.delete_cookie("idp_session")
     response = browser.login("oakwood-staffsafe", "sam.jones@example.org", provider="sso")
     assert response.headers["Location"] == "/t/oakwood-staffsafe/login/verify"
