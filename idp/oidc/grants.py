@@ -7,7 +7,8 @@ from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grant
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, OpenIDToken
 from authlib.oidc.core.grants.util import is_openid_scope
-from flask import current_app, g
+from flask import current_app
+from flask import request as flask_request
 
 from .. import clock
 from ..accounts import directory
@@ -89,9 +90,12 @@ class SignedIdToken:
     """ID token signing and the claims every ID token carries, on authlib's OpenIDToken hooks."""
 
     def _signing_key(self):
-        if "idp_signing_key" not in g:
-            g.idp_signing_key = keys.current_signing_key()
-        return g.idp_signing_key
+        # The header's kid and the signature must come from the same key, even if the
+        # cache reloads between the two hooks: pick the key once per request.
+        chosen = getattr(flask_request, "idp_signing_key", None)
+        if chosen is None:
+            chosen = flask_request.idp_signing_key = keys.current_signing_key()
+        return chosen
 
     def resolve_client_private_key(self, client):
         return self._signing_key()[1]

@@ -1,0 +1,121 @@
+"""RP-initiated logout: id_token_hint, registered post_logout_redirect_uri only, state echoed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from idp import audit
+from idp.extensions import db
+from idp.models import AuditEvent
+from tests.conftest import csrf_token_from
+
+from .conftest import query_of
+
+
+def end_session(http, method="get", **params):
+    if method == "post":
+        return getattr(http, "client", http).post("/logout/end", data=params)
+    return http.get("/logout/end?" + urlencode(params))
+
+
+def is_signed_in(browser) -> bool:
+    return browser.get("/t/oakwood/").status_code == 200
+
+
+def test_logout_with_registered_uri_redirects_with_state_and_signs_out(
+    browser, oakwood_rp, world, frozen_clock
+):
+    browser.login("oakwood", "head@oakwood.example.org")
+    id_token = oakwood_rp.tokens()["id_token"]
+    response = end_session(browser, id_token_hint=id_token,
+                           post_logout_redirect_uri="https://oakwood.example/bye", state="bye-1")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://oakwood.example/bye?state=bye-1"
+    assert not is_signed_in(browser)
+    assert db.session.query(AuditEvent).filter_by(event=audit.LOGOUT).count() == 1
+
+
+def test_logout_by_post(browser, oakwood_rp, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    id_token = oakwood_rp.tokens()["id_token"]
+    response = end_session(browser, "post", id_token_hint=id_token,
+                           post_logout_redirect_uri="https://oakwood.example/bye")
+    assert response.headers["Location"] == "https://oakwood.example/bye"
+    assert not is_signed_in(browser)
+
+
+def test_unregistered_post_logout_uri_is_not_followed(browser, oakwood_rp, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    id_token = oakwood_rp.tokens()["id_token"]
+    response = end_session(browser, id_token_hint=id_token,
+                           post_logout_redirect_uri="https://evil.example/bye", state="x")
+    assert response.status_code == 200 and "Location" not in response.headers
+    assert "You have signed out" in response.get_data(as_text=True)
+    assert not is_signed_in(browser)
+
+
+def test_another_clients_logout_uri_is_not_followed(browser, oakwood_rp, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    id_token = oakwood_rp.tokens()["id_token"]
+    response = end_session(browser, id_token_hint=id_token, post_logout_redirect_uri="https://staffsafe.example/bye")
+    assert "Location" not in response.headers
+
+
+def test_expired_id_token_hint_is_still_accepted(browser, oakwood_rp, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    id_token = oakwood_rp.tokens()["id_token"]
+    frozen_clock.advance(timedelta(hours=3))
+    browser.login("oakwood", "head@oakwood.example.org")
+    response = end_session(browser, id_token_hint=id_token, post_logout_redirect_uri="https://oakwood.example/bye")
+    assert response.headers["Location"] == "https://oakwood.example/bye"
+
+
+def test_forged_id_token_hint_is_an_error_page_without_redirect(browser, oakwood_rp, world, frozen_clock):
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    browser.login("oakwood", "head@oakwood.example.org")
+    oakwood_rp.tokens()
+    key = RSAKey.generate_key(2048, private=True)
+    forged = jwt.encode({"alg": "RS256", "kid": "x"}, {"iss": "http://127.0.0.1:5000", "aud": oakwood_rp.client_id,
+                                                       "sub": "x"}, key)
+    response = end_session(browser, id_token_hint=forged, post_logout_redirect_uri="https://oakwood.example/bye")
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert is_signed_in(browser)
+
+
+def test_client_id_must_match_the_hints_audience(browser, oakwood_rp, staffsafe_rp, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    id_token = oakwood_rp.tokens()["id_token"]
+    response = end_session(browser, id_token_hint=id_token, client_id=staffsafe_rp.client_id,
+                           post_logout_redirect_uri="https://staffsafe.example/bye")
+    assert response.status_code == 400 and "Location" not in response.headers
+
+
+def test_logout_without_hint_asks_the_person_first(browser, oakwood_rp, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    response = end_session(browser, client_id=oakwood_rp.client_id,
+                           post_logout_redirect_uri="https://oakwood.example/bye", state="s1")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Do you want to sign out of CPOMS?" in page
+    assert is_signed_in(browser)
+    # A forged confirmation (no CSRF token) is not enough.
+    end_session(browser, "post", confirm="yes", client_id=oakwood_rp.client_id)
+    assert is_signed_in(browser)
+    response = browser.client.post("/logout/end", data={
+        "csrf_token": csrf_token_from(page), "confirm": "yes", "client_id": oakwood_rp.client_id,
+        "post_logout_redirect_uri": "https://oakwood.example/bye", "state": "s1"})
+    assert response.headers["Location"] == "https://oakwood.example/bye?state=s1"
+    assert not is_signed_in(browser)
+
+
+def test_logout_when_already_signed_out_shows_the_signed_out_page(client, world):
+    response = client.get("/logout/end")
+    assert response.status_code == 200 and "You have signed out" in response.get_data(as_text=True)
+
+
+def test_sso_logout_ends_the_session_for_every_school(signed_in_sso, browser, staffsafe_rp, world):
+    id_token = staffsafe_rp.tokens()["id_token"]
+    end_session(browser, id_token_hint=id_token)
+    assert query_of(staffsafe_rp.authorize(prompt="none").headers["Location"])["error"] == "login_required"
