@@ -27,7 +27,7 @@ from sqlalchemy import delete, func, or_, select, update
 
 from .. import audit, clock
 from ..errors import DomainError, NotAllowed, NotFound, RateLimited
-from ..extensions import db
+from ..extensions import db, limiter
 from ..models import Account, Membership, MfaDevice, RecoveryCode, Tenant
 from ..models.base import hash_secret
 from ..ratelimits import MFA_PER_ACCOUNT, Throttle
@@ -62,12 +62,12 @@ REPLAYED_CODE_MESSAGE = (
 INVALID_RECOVERY_MESSAGE = "That recovery code is incorrect or has already been used"
 BAD_FORMAT_MESSAGE = "Enter the 6-digit code from your authenticator app, or one of your recovery codes"
 LOCKED_MESSAGE = (
-    "Too many incorrect codes. Please wait 5 minutes and try again, or enter one of your recovery codes "
+    "Too many incorrect codes. Please wait {wait} and try again, or enter one of your recovery codes "
     "instead. If you have lost your phone and your recovery codes, ask your school's CPOMS Administrator "
     "to reset your two-factor authentication."
 )
 RECOVERY_LOCKED_MESSAGE = (
-    "Too many incorrect codes. Please wait an hour and try again, or ask your school's CPOMS Administrator "
+    "Too many incorrect codes. Please wait {wait} and try again, or ask your school's CPOMS Administrator "
     "to reset your two-factor authentication."
 )
 LAST_DEVICE_REQUIRED_MESSAGE = (
@@ -309,7 +309,7 @@ def check_code(account: Account, code: str, *, tenant: Tenant | None, ip: str | 
     if re.fullmatch(r"[0-9]{6}", code):
         if MFA_PER_ACCOUNT.is_blocked(key):
             _failed(account, tenant, ip, purpose, "locked")
-            raise RateLimited(LOCKED_MESSAGE)
+            raise RateLimited(LOCKED_MESSAGE.format(wait=_lock_length(MFA_PER_ACCOUNT, key)))
         outcome = _use_totp(account, code)
         if outcome == "ok":
             MFA_PER_ACCOUNT.clear(key)
@@ -321,7 +321,7 @@ def check_code(account: Account, code: str, *, tenant: Tenant | None, ip: str | 
     if re.fullmatch(r"[A-Z2-7]{%d}" % RECOVERY_CODE_LENGTH, code):
         if RECOVERY_PER_ACCOUNT.is_blocked(key):
             _failed(account, tenant, ip, purpose, "recovery locked")
-            raise RateLimited(RECOVERY_LOCKED_MESSAGE)
+            raise RateLimited(RECOVERY_LOCKED_MESSAGE.format(wait=_lock_length(RECOVERY_PER_ACCOUNT, key)))
         if _use_recovery_code(account, code):
             _succeeded(account, tenant, ip, purpose, "recovery")
             return "recovery"
@@ -329,6 +329,17 @@ def check_code(account: Account, code: str, *, tenant: Tenant | None, ip: str | 
         _failed(account, tenant, ip, purpose, "bad recovery code")
         raise InvalidCode(INVALID_RECOVERY_MESSAGE)
     raise InvalidCode(BAD_FORMAT_MESSAGE)
+
+
+def _lock_length(throttle: Throttle, key: str) -> str:
+    """How long the lock may last, from the longest limit that is used up ("5 minutes", "24 hours")."""
+    used_up = [item for item in throttle._items() if not limiter.limiter.test(item, throttle.name, key)]
+    seconds = max((item.get_expiry() for item in used_up), default=300)
+    if seconds < 3600:
+        minutes = -(-seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    hours = -(-seconds // 3600)
+    return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
 def _normalise(code: str) -> str:

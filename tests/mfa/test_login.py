@@ -161,3 +161,13 @@ def test_account_without_a_key_signs_in_with_password_only(browser, world):
     response = browser.login("beech", "pat.lee@example.org", PASSWORD)
     assert response.headers["Location"] == "/t/beech/"
     assert session_of(browser.client)["amr"] == ["pwd"]
+
+
+def test_the_lock_message_says_how_long_the_longest_used_up_limit_lasts(app, world, frozen_clock):
+    app.config["THROTTLE_RULES"] = {"mfa-account": "5 per 5 minutes; 2 per day"}
+    enrolment = enrol(world.beech_identity)
+    for _ in range(2):
+        with pytest.raises(mfa.InvalidCode):
+            mfa.verify_second_factor(world.beech_identity, wrong_code(enrolment), tenant=None, ip=None)
+    with pytest.raises(RateLimited, match="Please wait 24 hours and try again, or enter one of your recovery codes"):
+        mfa.verify_second_factor(world.beech_identity, enrolment.code(), tenant=None, ip=None)
