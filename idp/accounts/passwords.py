@@ -6,6 +6,7 @@ so a failed login takes the same time whether or not the account exists."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from argon2 import PasswordHasher, Type
@@ -189,7 +190,10 @@ def policy_problems(
     email = email or (account.email if account is not None else "")
     if password and _contains_email(password, email):
         problems.append("Your password must not be or contain your email address")
-    user_inputs = [email, email.split("@", 1)[0], name, *name.split(), "cpoms", "staffsafe", *extra_words]
+    local = email.split("@", 1)[0]
+    phrases = [name, *extra_words]
+    user_inputs = [email, local, *re.split(r"[._+-]", local), *phrases,
+                   *(word for phrase in phrases for word in phrase.split()), "cpoms", "staffsafe"]
     if password and _is_easily_guessed(password, user_inputs):
         problems.append(
             "Your password is too common or easy to guess: use a longer password, "
