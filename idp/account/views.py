@@ -48,6 +48,18 @@ class _Page:
             message="Sign in through your school's CPOMS URL, then open Account settings > Security keys.",
         ), 401
 
+    def step_up_first(self):
+        """An enrolled account adds keys only from a sign-in that used one: otherwise a stolen
+        password alone could add the thief's phone and pass every later 2FA check."""
+        if not mfa.is_enrolled(self.account) or self.signed_in.has_second_factor:
+            return None
+        tenant = self.tenant or next((m.tenant for m in self.account.memberships if m.active), None)
+        if tenant is None:
+            return self.render("error.html", 403, title="Access denied",
+                               message="Your account has no access to any school.")
+        here = url_for("account.security", tenant=tenant.slug, next=self.next_url)
+        return redirect(url_for("auth.second_factor", slug=tenant.slug, next=here))
+
     def render(self, template: str, status: int = 200, **context):
         return render_template(template, tenant=self.tenant, account=self.account, page=self, **context), status
 
@@ -75,6 +87,9 @@ def add_device():
     page = _Page()
     if page.signed_in is None:
         return page.sign_in_first()
+    step_up = page.step_up_first()
+    if step_up is not None:
+        return step_up
     form = DeviceNameForm()
     if not form.validate_on_submit():
         return _security_page(page, form, 400)
@@ -94,6 +109,9 @@ def confirm_device(device_id: int):
     device = mfa.get_device(page.account, device_id)
     if device.confirmed_at is not None:
         return redirect(url_for("account.security", **page.params))
+    step_up = page.step_up_first()
+    if step_up is not None:
+        return step_up
     form = EnrolmentCodeForm()
     if form.validate_on_submit():
         try:

@@ -163,3 +163,21 @@ def test_enrolment_pages_only_show_your_own_devices(browser, world, frozen_clock
     response = browser.get(f"/account/security/devices/{other.id}/confirm")
     assert response.status_code == 404
     assert browser.get(f"/account/security/devices/{other.id}/remove").status_code == 404
+
+
+def test_a_password_only_sign_in_cannot_add_a_key_to_an_enrolled_account(browser, world, frozen_clock):
+    browser.login("beech", "pat.lee@example.org")  # before the key existed: password only
+    enrolment = enrol(world.beech_identity)
+    page = browser.get("/account/security?tenant=beech")
+    token = csrf_token_from(page.get_data(as_text=True))
+    response = browser.client.post("/account/security/devices?tenant=beech", data={"csrf_token": token, "name": "Thief"})
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/t/beech/login/verify?next=")
+    assert len(mfa.confirmed_devices(world.beech_identity)) == 1
+    # With the code given (step-up), adding a key works.
+    verify = response.headers["Location"]
+    back = browser.submit(verify, {"code": enrolment.code()}, post_url=verify)
+    assert back.headers["Location"].startswith("/account/security?tenant=beech")
+    confirm_url, _, secret = start_enrolment(browser, name="Work tablet")
+    assert confirm(browser, confirm_url, pyotp.TOTP(secret).at(clock.timestamp())).status_code == 302
+    assert len(mfa.confirmed_devices(world.beech_identity)) == 2
