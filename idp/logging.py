@@ -77,7 +77,8 @@ def _log(response: Response) -> Response:
         f"status={response.status_code}",
         f"duration_ms={duration_ms:.1f}",
     ]
-    tenant = view_args.get("slug")
+    # Protocol endpoints name no tenant in their URL; a view that resolved one may say so in g.tenant_slug.
+    tenant = view_args.get("slug") or g.pop("tenant_slug", None)
     if tenant:
         fields.append(f"tenant={_plain(tenant)}")
     fields.append(f"ip={request.remote_addr or '-'}")
