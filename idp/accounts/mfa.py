@@ -290,6 +290,7 @@ def reset_second_factor(account: Account, *, actor: Account, tenant: Tenant, ip:
     db.session.execute(delete(MfaDevice).where(MfaDevice.account_id == account.id))
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
     MFA_PER_ACCOUNT.clear(str(account.id))
+    RECOVERY_PER_ACCOUNT.clear(str(account.id))
     audit.record(audit.MFA_RESET, tenant=tenant, actor=actor, subject=account, ip=ip, devices=devices)
     db.session.commit()
 
