@@ -19,7 +19,8 @@ from datetime import timedelta
 
 from flask import current_app
 from joserfc.jwk import KeySet, RSAKey
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from .. import clock
 from ..extensions import db
@@ -113,11 +114,23 @@ def current_signing_key() -> tuple[str, RSAKey]:
     if snapshot.signer_kid is None:
         snapshot = _snapshot(force=True)
     if snapshot.signer_kid is None:
-        kid, private = _new_rsa_key()
-        db.session.add(SigningKey(kid=kid, alg=ALG, private_jwk=private))
-        db.session.commit()
+        _create_first_key()
         snapshot = _snapshot(force=True)
     return snapshot.signer_kid, snapshot.private_keys[snapshot.signer_kid]
+
+
+def _create_first_key() -> None:
+    """Workers asked at the same moment must agree on one key: every key row gets an explicit
+    id, the first one id 1, so of two concurrent creators the primary key lets exactly one win.
+
+    Callers run this before their request writes anything (see views.token), so the
+    rollback of a lost race discards nothing else."""
+    kid, private = _new_rsa_key()
+    db.session.add(SigningKey(id=1, kid=kid, alg=ALG, private_jwk=private, created_at=clock.now()))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
 
 
 def rotate_signing_key() -> SigningKey:
@@ -130,7 +143,9 @@ def rotate_signing_key() -> SigningKey:
         old.retired_at = now
         old.unpublish_at = now + keep_for
     kid, private = _new_rsa_key()
-    key = SigningKey(kid=kid, alg=ALG, private_jwk=private, created_at=now)
+    # Explicit ids (see _create_first_key); a concurrent rotation fails instead of adding two keys.
+    next_id = (db.session.scalar(select(func.max(SigningKey.id))) or 0) + 1
+    key = SigningKey(id=next_id, kid=kid, alg=ALG, private_jwk=private, created_at=now)
     db.session.add(key)
     db.session.commit()
     forget_cached_keys()
