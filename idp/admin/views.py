@@ -96,6 +96,7 @@ def _field_error(form, error: DomainError) -> bool:
 
 def _page_args(**changes) -> dict:
     args = {key: value for key, value in request.args.items() if value}
+    args.update(request.view_args or {})
     args.update(changes)
     return args
 

@@ -17,6 +17,17 @@ from idp.models.base import hash_secret, new_secret
 from tests.conftest import PASSWORD, Browser
 
 
+@pytest.fixture(autouse=True)
+def _forget_signed_in_user_between_requests(app):
+    # The test keeps one app context open, so Flask-Login's cached `g._login_user` would leak from one
+    # browser's request into another's: a real request never shares it.
+    from flask import g
+
+    @app.teardown_request
+    def _forget(exc):
+        g.pop("_login_user", None)
+
+
 @pytest.fixture
 def beech_admin(world):
     account = create_account(provider="identity", email="head@beech.example.org", name="Bea Head",
