@@ -145,8 +145,9 @@ def _register_security_headers(app: Flask) -> None:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
-        # Reset links carry their token in the path: never leak it through Referer.
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        # Reset links carry their token in the path: never leak it through Referer to another
+        # site. Same-origin posts keep theirs, which Flask-WTF requires over https (SSL strict).
+        headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

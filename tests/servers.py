@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,9 +118,26 @@ class Gunicorn:
     def url(self, path: str) -> str:
         return self.base_url + path
 
+    def session(self, flow: str = "-") -> requests.Session:
+        """An HTTP client whose requests the access log attributes to `flow`.
+
+        Send every request through one of these: gunicorn 27 fails to log a request
+        that lacks a header named in the access log format."""
+        http = requests.Session()
+        http.headers["X-Flow"] = flow
+        return http
+
+    def requests(self) -> list[tuple[str, str]]:
+        """(worker pid, request line) of every request so far, from the access log."""
+        return re.findall(r'^pid=<?(\d+)>? flow=\S* "([^"]*)"', self.log.read_text(), flags=re.M)
+
     def served_by(self) -> list[str]:
-        """The worker pid of every request so far, from the access log (oldest first)."""
-        return re.findall(r"^pid=(\d+) ", self.log.read_text(), flags=re.M)
+        """The worker pid of every request so far (oldest first)."""
+        return [pid for pid, _ in self.requests()]
+
+    def served_by_flow(self) -> list[tuple[str, str]]:
+        """(worker pid, X-Flow header) of the requests that sent one."""
+        return re.findall(r"^pid=<?(\d+)>? flow=(\d+) ", self.log.read_text(), flags=re.M)
 
 
 @contextmanager
@@ -131,7 +149,7 @@ def gunicorn(tmp_path: Path, env: dict, workers: int = 3, port: int | None = Non
     command = [
         sys.executable, "-m", "gunicorn", "wsgi:app",
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--access-logfile", "-", "--access-logformat", 'pid=%(p)s "%(r)s" %(s)s',
+        "--access-logfile", "-", "--access-logformat", 'pid=%(p)s flow=%({x-flow}i)s "%(r)s" %(s)s',
         "--error-logfile", "-", "--graceful-timeout", "5",
     ]
     with log.open("w") as out:
@@ -141,11 +159,19 @@ def gunicorn(tmp_path: Path, env: dict, workers: int = 3, port: int | None = Non
         )
     server = Gunicorn(f"http://127.0.0.1:{port}", process, log)
 
-    def ready() -> bool:
+    def healthy(_=None) -> bool:
         try:
-            return requests.get(server.url("/healthz"), timeout=2).status_code == 200
+            return server.session().get(server.url("/healthz"), timeout=5).status_code == 200
         except requests.RequestException:
             return False
+
+    def ready() -> bool:
+        # Every worker must have loaded the app, or the first requests all land on one.
+        if not healthy():
+            return False
+        with ThreadPoolExecutor(max_workers=2 * workers) as pool:
+            list(pool.map(healthy, range(4 * workers)))
+        return len(set(server.served_by())) >= workers
 
     try:
         _wait_until(ready, process, log, "gunicorn")
