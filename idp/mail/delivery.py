@@ -108,7 +108,11 @@ def send(message: EmailMessage) -> None:
         message["Date"] = format_datetime(clock.now())
     if "Message-ID" not in message:
         message["Message-ID"] = make_msgid(domain=parseaddr(settings.mail_from)[1].rpartition("@")[2] or None)
-    backend = current_backend()
+    try:
+        backend = current_backend()
+    except ValueError as error:
+        log.error("mail %r to %s not sent: %s", message.get("X-IDP-Kind", "message"), message.get("To"), error)
+        raise MailNotSent() from None
     try:
         backend.deliver(message)
     except (smtplib.SMTPException, OSError) as error:

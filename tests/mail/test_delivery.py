@@ -120,3 +120,95 @@ def test_dev_outbox_lists_messages_with_clickable_links(browser, world, outbox):
 def test_dev_outbox_does_not_exist_in_production(app, browser, world):
     app.config["SETTINGS"] = replace(app.config["SETTINGS"], env="production")
     assert browser.get("/dev/outbox").status_code == 404
+
+
+def _self_signed_certificate(folder):
+    """A certificate for 127.0.0.1 that the test then trusts through SSL_CERT_FILE."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    start = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=365 * 30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class TestSmtpWithTls:
+    @pytest.fixture
+    def tls(self, tmp_path, monkeypatch):
+        import ssl
+
+        cert_path, key_path = _self_signed_certificate(tmp_path)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
+        server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_context.load_cert_chain(cert_path, key_path)
+        return server_context
+
+    @staticmethod
+    def collecting_handler():
+        from aiosmtpd.handlers import Sink
+
+        class Collect(Sink):
+            def __init__(self):
+                self.envelopes, self.tls = [], []
+
+            async def handle_DATA(self, server, session, envelope):
+                self.envelopes.append(envelope)
+                self.tls.append(server.transport.get_extra_info("ssl_object") is not None)
+                return "250 OK"
+
+        return Collect()
+
+    def test_starttls_is_used_when_offered_and_credentials_are_sent(self, app, world, browser, tls):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        logins = []
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            logins.append((auth_data.login, auth_data.password, session.ssl is not None))
+            return AuthResult(success=auth_data.password == b"s3cret/pass")
+
+        handler = self.collecting_handler()
+        controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=tls,
+                                authenticator=authenticator, auth_require_tls=True)
+        controller.start()
+        try:
+            app.config["SETTINGS"] = replace(
+                app.config["SETTINGS"], mail_url=f"smtp://mailer:s3cret%2Fpass@127.0.0.1:{controller.port}")
+            assert "Check your email" in request_link(browser, "beech", "pat.lee@example.org").get_data(as_text=True)
+        finally:
+            controller.stop()
+        assert logins == [(b"mailer", b"s3cret/pass", True)]
+        assert handler.tls == [True]
+        assert len(handler.envelopes) == 1
+
+    def test_smtps_connects_with_tls_from_the_start(self, app, world, browser, tls):
+        from aiosmtpd.controller import Controller
+
+        handler = self.collecting_handler()
+        controller = Controller(handler, hostname="127.0.0.1", port=free_port(), ssl_context=tls)
+        controller.start()
+        try:
+            app.config["SETTINGS"] = replace(app.config["SETTINGS"], mail_url=f"smtps://127.0.0.1:{controller.port}")
+            assert "Check your email" in request_link(browser, "beech", "pat.lee@example.org").get_data(as_text=True)
+        finally:
+            controller.stop()
+        assert handler.tls == [True]

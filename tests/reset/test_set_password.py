@@ -283,3 +283,12 @@ def test_admin_services_issue_and_describe_links(app, world, frozen_clock, outbo
     frozen_clock.advance(timedelta(days=1))
     assert links.link_status(world.invited, world.oakwood)["state"] == "expired"
     assert "Set your" in outbox.last("new.teacher@example.org")["Subject"]
+
+
+def test_request_logs_never_show_the_token(app, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    logging.getLogger("werkzeug").disabled = False
+    logging.getLogger("werkzeug").info('%s - - [%s] %s', "127.0.0.1", "now", '"GET /reset/abcDEF123_-xyz HTTP/1.1" 200 -')
+    assert "abcDEF123" not in caplog.text and "/reset/[redacted]" in caplog.text
