@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from flask import current_app, has_app_context
+
+from .. import clock
 from ..errors import InvalidInput, NotFound
 from ..extensions import db
-from ..models import Client, Tenant
+from ..models import Client, InitialAccessToken, Tenant
 from ..models.base import hash_secret, new_secret
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+#: How long an initial access token (RFC 7591 3) may be used to register a client.
+INITIAL_ACCESS_TOKEN_TTL = timedelta(days=7)
+#: Where the OIDC server keeps its per-process copies of clients (see server.query_client).
+CLIENT_CACHE_KEY = "idp_oidc_clients"
 
 
 @dataclass
@@ -94,6 +102,7 @@ def update_client(
             validate_redirect_uri(u, what="post-logout redirect URI") for u in post_logout_redirect_uris
         ]
     db.session.flush()
+    forget_cached_client(client.client_id)
     return client
 
 
@@ -103,6 +112,7 @@ def rotate_secret(client: Client) -> str:
     secret = new_secret(32)
     client.secret_hash = hash_secret(secret)
     db.session.flush()
+    forget_cached_client(client.client_id)
     return secret
 
 
@@ -121,8 +131,60 @@ def tenant_client(tenant: Tenant, client_id: str) -> Client:
 
 
 def delete_client(client: Client) -> None:
+    client_id = client.client_id
     db.session.delete(client)
     db.session.flush()
+    forget_cached_client(client_id)
+
+
+def forget_cached_client(client_id: str) -> None:
+    """This process stops using its cached copy at once; other workers within
+    server.CLIENT_CACHE_SECONDS."""
+    if has_app_context():
+        current_app.extensions.get(CLIENT_CACHE_KEY, {}).pop(client_id, None)
+
+
+def issue_initial_access_token(tenant: Tenant, created_by=None, *, ttl: timedelta = INITIAL_ACCESS_TOKEN_TTL) -> str:
+    """A bearer token that lets one dynamic registration (RFC 7591 3) create a client in `tenant`.
+    Shown once; only its hash is kept."""
+    token = new_secret(32)
+    db.session.add(InitialAccessToken(
+        tenant_id=tenant.id,
+        token_hash=hash_secret(token),
+        created_by_account_id=getattr(created_by, "id", created_by),
+        created_at=clock.now(),
+        expires_at=clock.now() + ttl,
+    ))
+    db.session.flush()
+    return token
+
+
+def _usable_initial_access_token(token: str | None) -> InitialAccessToken | None:
+    if not token:
+        return None
+    row = db.session.scalars(
+        select(InitialAccessToken).where(InitialAccessToken.token_hash == hash_secret(token))
+    ).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and clock.now() >= row.expires_at:
+        return None
+    return row
+
+
+def tenant_for_initial_access_token(token: str | None) -> Tenant | None:
+    """The tenant a still-usable initial access token registers clients in, or None."""
+    row = _usable_initial_access_token(token)
+    return row.tenant if row is not None else None
+
+
+def use_initial_access_token(token: str | None) -> Tenant | None:
+    """Spend the token on one registration: its tenant, or None when it is not usable."""
+    row = _usable_initial_access_token(token)
+    if row is None:
+        return None
+    row.revoked_at = clock.now()
+    return row.tenant
 
 
 # --- Initial access tokens (RFC 7591 3): a tenant admin hands one to a developer -------------------------

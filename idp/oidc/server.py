@@ -16,13 +16,12 @@ from .. import clock
 from ..models import Client, Tenant
 from ..models.base import new_secret
 from . import endpoints, grants, tokens
-from .registry import find_client
+from .registry import CLIENT_CACHE_KEY, find_client, forget_cached_client
 
 SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 #: How long a worker may keep using a client's settings after an admin changed them elsewhere.
 CLIENT_CACHE_SECONDS = 30
 _SERVER_KEY = "idp_oidc_server"
-_CLIENTS_KEY = "idp_oidc_clients"
 
 
 class IssuerInResponses(IssuerParameter):
@@ -45,7 +44,7 @@ def _detached_copy(client: Client) -> Client:
 def query_client(client_id: str | None) -> Client | None:
     if not client_id or len(client_id) > 64:
         return None
-    cache: dict = current_app.extensions.setdefault(_CLIENTS_KEY, {})
+    cache: dict = current_app.extensions.setdefault(CLIENT_CACHE_KEY, {})
     now = clock.timestamp()
     hit = cache.get(client_id)
     if hit is not None and 0 <= now - hit[0] < CLIENT_CACHE_SECONDS:
@@ -61,9 +60,7 @@ def query_client(client_id: str | None) -> Client | None:
     return copy
 
 
-def forget_client(client_id: str) -> None:
-    """Call after changing or deleting a client so this process sees it at once."""
-    current_app.extensions.get(_CLIENTS_KEY, {}).pop(client_id, None)
+forget_client = forget_cached_client
 
 
 def _save_token(token: dict, request) -> None:
