@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.utils import parseaddr
 
 from flask import current_app, render_template
 
@@ -17,7 +18,9 @@ def render_message(template: str, *, to: str, **context) -> EmailMessage:
     subject = render_template(f"mail/{template}/subject.txt", **context)
     message = EmailMessage()
     message["Subject"] = " ".join(subject.split())
-    message["From"] = Address(display_name="CPOMS", addr_spec=settings.mail_from)
+    # IDP_MAIL_FROM may be a bare address or "Name <address>".
+    display_name, address = parseaddr(settings.mail_from)
+    message["From"] = Address(display_name=display_name or "CPOMS", addr_spec=address or settings.mail_from)
     message["To"] = to
     message["X-IDP-Kind"] = template
     message["Auto-Submitted"] = "auto-generated"

@@ -1,5 +1,7 @@
 """The password policy: every rule in plain words, all failures at once; argon2id defaults."""
 
+from dataclasses import replace
+
 import pytest
 
 from idp.accounts import credentials, passwords
@@ -33,8 +35,7 @@ def test_each_character_rule_is_explained(app, password, expected):
 
 
 def test_minimum_length_is_configurable(app):
-    app.config["SETTINGS"] = app.config["SETTINGS"].__class__(**{**app.config["SETTINGS"].__dict__,
-                                                                 "password_min_length": 30})
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], password_min_length=30)
     assert any("at least 30 characters" in p for p in problems(GOOD))
 
 

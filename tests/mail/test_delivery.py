@@ -212,3 +212,10 @@ class TestSmtpWithTls:
         finally:
             controller.stop()
         assert handler.tls == [True]
+
+
+def test_sender_may_carry_a_display_name(app, browser, world, outbox):
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], mail_from="CPOMS Notifications <notifications@cpoms.net>")
+    request_link(browser, "beech", "pat.lee@example.org")
+    sender = outbox.last()["From"].addresses[0]
+    assert sender.addr_spec == "notifications@cpoms.net" and sender.display_name == "CPOMS Notifications"
