@@ -73,7 +73,8 @@ def peer_server(port: int, users: int, client_secret: str):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_peer(args, log=print) -> dict:
+@contextmanager
+def peer_target(args, log=print):
     import secrets
 
     port = run.free_port()
@@ -85,11 +86,19 @@ def run_peer(args, log=print) -> dict:
     )
     log(f"Starting the peer (oidc-provider {peer_version()}) on {target.base_url} ...")
     with peer_server(port, args.concurrency, secret):
-        results = asyncio.run(loadgen.run_all(target, concurrency=args.concurrency, duration=args.duration,
-                                              workloads=args.workloads, log=log))
+        yield target
+
+
+def run_both(args, log=print) -> tuple[dict, dict]:
+    """Both servers up at once, workloads interleaved (ours, peer, ours, peer, ...)."""
+    with run.ours_server(args, log) as (ours_target, server), peer_target(args, log) as peer:
+        benches = [loadgen.Bench(ours_target, args.concurrency, log), loadgen.Bench(peer, args.concurrency, log)]
+        ours, theirs = asyncio.run(loadgen.run_interleaved(benches, duration=args.duration,
+                                                           workloads=args.workloads))
+        run.finish_ours(ours, ours_target, server, args, log)
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    results["configuration"] = PEER_CONFIGURATION.format(version=peer_version(), node=node)
-    return results
+    theirs["configuration"] = PEER_CONFIGURATION.format(version=peer_version(), node=node)
+    return ours, theirs
 
 
 def ratios(ours: dict, peer: dict) -> dict:
@@ -124,10 +133,7 @@ def format_ratios(ours: dict, peer: dict, r: dict) -> str:
 def main(argv=None) -> int:
     args = run.parse_args(argv)
     install_peer()
-    ours = run.run_ours(args)
-    ours["machine"] = run.machine()
-    ours["login_overhead"] = run.login_overhead(ours)
-    peer = run_peer(args)
+    ours, peer = run_both(args)
     run.print_report(ours)
     print("\npeer:", peer["configuration"])
     print(loadgen.format_table(peer))

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import os
 import re
 import resource
 import secrets
@@ -301,42 +302,84 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Bench:
+    """One target's virtual users: signed in once, then any workload run for a fixed time."""
+
+    def __init__(self, target: Target, concurrency: int, log=print):
+        self.target, self.concurrency, self.log = target, concurrency, log
+        self.users: list[VirtualUser] = []
+        self.results: dict = {"target": target.name, "concurrency": concurrency, "workloads": {}}
+
+    async def prepare(self, workloads=WORKLOADS) -> None:
+        target = self.target
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.get(f"{target.base_url}/.well-known/openid-configuration")
+            target.discovery = response.json() if response.status_code == 200 else {}
+        self.users = [VirtualUser(target, *target.users[i % len(target.users)]) for i in range(self.concurrency)]
+        setup = Recorder()
+        await asyncio.gather(*(u.sign_in(setup) for u in self.users))
+        if {"sso", "refresh"} & set(workloads):
+            # One SSO flow each: proves the flow works and gives every user its first refresh token.
+            first = await asyncio.gather(*(u.sso_flow(setup) for u in self.users))
+            self.results["id_token_check"] = verify_id_token(target, first[0]["id_token"], first[0]["_nonce"])
+
+    async def run(self, name: str, duration: float) -> dict:
+        self.log(f"  {self.target.name}: {WORKLOAD_TITLES[name]} for {duration:g}s at concurrency {self.concurrency}...")
+        cpu_before = _cpu_seconds()
+        load_before = os.getloadavg()[0]
+        rec, wall = await _run_workload(name, self.users, duration)
+        cpu = _cpu_seconds() - cpu_before
+        result = {
+            "title": WORKLOAD_TITLES[name],
+            "iterations": len(rec.latencies),
+            "throughput_per_s": round(len(rec.latencies) / wall, 1),
+            **{k: v for k, v in summarise(rec.latencies).items() if k != "count"},
+            "errors": rec.errors,
+            "error_samples": rec.error_samples,
+            "steps": {step: summarise(values) for step, values in rec.steps.items()},
+            "sql_per_request": {
+                step: {"mean": round(statistics.fmean(v), 2), "max": max(v)} for step, v in rec.sql.items()
+            },
+            "loadgen_cpu_percent": round(100 * cpu / wall, 1),
+            # The machine may be shared: the 1-minute load average says how busy it was besides us.
+            "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        }
+        self.results["workloads"][name] = result
+        return result
+
+    async def close(self) -> None:
+        await asyncio.gather(*(u.close() for u in self.users))
+
+
 async def run_all(target: Target, *, concurrency: int, duration: float, workloads=WORKLOADS,
                   log=print) -> dict:
     """Sign every virtual user in, then run each workload for `duration` seconds."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        response = await http.get(f"{target.base_url}/.well-known/openid-configuration")
-        target.discovery = response.json() if response.status_code == 200 else {}
-    users = [VirtualUser(target, *target.users[i % len(target.users)]) for i in range(concurrency)]
-    results: dict = {"target": target.name, "concurrency": concurrency, "duration_s": duration, "workloads": {}}
+    bench = Bench(target, concurrency, log)
     try:
-        setup = Recorder()
-        await asyncio.gather(*(u.sign_in(setup) for u in users))
-        if {"sso", "refresh"} & set(workloads):
-            # One SSO flow each: proves the flow works and gives every user its first refresh token.
-            first = await asyncio.gather(*(u.sso_flow(setup) for u in users))
-            results["id_token_check"] = verify_id_token(target, first[0]["id_token"], first[0]["_nonce"])
+        await bench.prepare(workloads)
         for name in workloads:
-            log(f"  {target.name}: {WORKLOAD_TITLES[name]} for {duration:g}s at concurrency {concurrency}...")
-            cpu_before = _cpu_seconds()
-            rec, wall = await _run_workload(name, users, duration)
-            cpu = _cpu_seconds() - cpu_before
-            results["workloads"][name] = {
-                "title": WORKLOAD_TITLES[name],
-                "iterations": len(rec.latencies),
-                "throughput_per_s": round(len(rec.latencies) / wall, 1),
-                **{k: v for k, v in summarise(rec.latencies).items() if k != "count"},
-                "errors": rec.errors,
-                "error_samples": rec.error_samples,
-                "steps": {step: summarise(values) for step, values in rec.steps.items()},
-                "sql_per_request": {
-                    step: {"mean": round(statistics.fmean(v), 2), "max": max(v)} for step, v in rec.sql.items()
-                },
-                "loadgen_cpu_percent": round(100 * cpu / wall, 1),
-            }
+            await bench.run(name, duration)
     finally:
-        await asyncio.gather(*(u.close() for u in users))
-    return results
+        await bench.close()
+    bench.results["duration_s"] = duration
+    return bench.results
+
+
+async def run_interleaved(benches: list[Bench], *, duration: float, workloads=WORKLOADS) -> list[dict]:
+    """Several targets, workload by workload (A sso, B sso, A refresh, ...): on a shared machine both
+    see the same background load, which a whole run of A then a whole run of B would not."""
+    try:
+        for bench in benches:
+            await bench.prepare(workloads)
+        for name in workloads:
+            for bench in benches:
+                await bench.run(name, duration)
+    finally:
+        for bench in benches:
+            await bench.close()
+    for bench in benches:
+        bench.results["duration_s"] = duration
+    return [bench.results for bench in benches]
 
 
 def argon2_hash_time(time_cost: int = 2, memory_kib: int = 19456, parallelism: int = 1, rounds: int = 10) -> dict:

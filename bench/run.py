@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--concurrency 16] [--duration 20]
         [--database-url postgresql+psycopg://...]  (or IDP_BENCH_DATABASE_URL; default SQLite in a temp folder)
-        [--workers 5] [--worker-class sync|gthread] [--threads 4] [--workloads sso,refresh,discovery,login]
+        [--workers 3] [--worker-class gthread|sync] [--threads 4] [--workloads sso,refresh,discovery,login]
 
 It prepares the instance (migrations, a `bench` tenant, one Identity user per
 virtual user, a confidential client), starts gunicorn with IDP_COUNT_QUERIES=1,
@@ -54,7 +54,7 @@ def free_port() -> int:
 def prepare_instance(instance: Path, database_url: str, users: int) -> dict:
     """Schema, the bench tenant, `users` accounts and a fresh confidential client. Idempotent."""
     from flask_migrate import upgrade
-    from sqlalchemy import select, text
+    from sqlalchemy import select
 
     from idp import create_app
     from idp.accounts import passwords
@@ -64,9 +64,6 @@ def prepare_instance(instance: Path, database_url: str, users: int) -> dict:
     app = create_app({"database_url": database_url, "instance_path": instance})
     with app.app_context():
         upgrade()
-        if database_url.startswith("sqlite"):
-            # Several gunicorn workers share the file: readers must not wait for the writer.
-            db.session.execute(text("PRAGMA journal_mode=WAL"))
         from idp.accounts.directory import create_account
         from idp.oidc.registry import register_client
         from idp.tenants import create_tenant
@@ -127,6 +124,8 @@ def gunicorn(instance: Path, database_url: str, port: int, *, workers: int, work
     gunicorn_bin = Path(sys.executable).with_name("gunicorn")
     command = [str(gunicorn_bin), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                "--worker-class", worker_class, "--backlog", "2048", "--log-level", "warning",
+               # Longer than any pause between workloads, so a reused keep-alive connection is never stale.
+               "--keep-alive", "120",
                "--chdir", str(PROJECT_ROOT)]
     if worker_class == "gthread":
         command += ["--threads", str(threads)]
@@ -177,8 +176,9 @@ def row_count(database_url: str) -> dict:
     return counts
 
 
-def run_ours(args, log=print) -> dict:
-    """Prepare, serve, load; returns the result document (also used by compare.py)."""
+@contextmanager
+def ours_server(args, log=print):
+    """Prepare the instance, serve it with gunicorn; yields (Target, server description)."""
     database_url = args.database_url or os.environ.get("IDP_BENCH_DATABASE_URL", "")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="idp-bench-"))
     instance = workdir / "instance"
@@ -188,34 +188,46 @@ def run_ours(args, log=print) -> dict:
     try:
         log(f"Preparing {database_label(database_url)} instance in {instance} ...")
         info = prepare_instance(instance, database_url, users=args.concurrency)
-        rows = row_count(database_url)
         port = args.port or free_port()
         target = loadgen.Target(
             name="ours", base_url=f"http://127.0.0.1:{port}", client_id=info["client_id"],
             client_secret=info["client_secret"], redirect_uri=REDIRECT_URI, kind="ours", tenant_slug=TENANT_SLUG,
             users=[(bench_email(n), PASSWORD) for n in range(args.concurrency)],
         )
+        server = {
+            "database": database_label(database_url), "rows": row_count(database_url), "workers": args.workers,
+            "worker_class": args.worker_class, "threads": args.threads if args.worker_class == "gthread" else 1,
+            "argon2": info["argon2"],
+        }
         log(f"Starting gunicorn ({args.workers} {args.worker_class} workers) on {target.base_url} ...")
         with gunicorn(instance, database_url, port, workers=args.workers, worker_class=args.worker_class,
                       threads=args.threads, extra_env={"IDP_SECRET_KEY": secrets.token_urlsafe(32)}):
-            results = asyncio.run(loadgen.run_all(target, concurrency=args.concurrency, duration=args.duration,
-                                                  workloads=args.workloads, log=log))
-            if "login" in args.workloads and args.login_solo > 0:
-                # Unloaded: one user at a time, so latency is service time, not queueing.
-                log(f"  ours: password login alone (concurrency 1) for {args.login_solo:g}s ...")
-                solo = asyncio.run(loadgen.run_all(target, concurrency=1, duration=args.login_solo,
-                                                   workloads=("login",), log=lambda *_: None))
-                results["login_concurrency_1"] = solo["workloads"]["login"]
-        t, m, p = info["argon2"]
-        results["argon2_verify"] = loadgen.argon2_hash_time(t, m, p)
-        results["server"] = {
-            "database": database_label(database_url), "rows": rows, "workers": args.workers,
-            "worker_class": args.worker_class, "threads": args.threads if args.worker_class == "gthread" else 1,
-        }
-        return results
+            yield target, server
     finally:
         if not args.keep_instance and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def finish_ours(results: dict, target, server: dict, args, log=print) -> dict:
+    """The password login alone (no queueing), the hash alone, and the server description."""
+    if "login" in args.workloads and args.login_solo > 0:
+        log(f"  ours: password login alone (concurrency 1) for {args.login_solo:g}s ...")
+        solo = asyncio.run(loadgen.run_all(target, concurrency=1, duration=args.login_solo,
+                                           workloads=("login",), log=lambda *_: None))
+        results["login_concurrency_1"] = solo["workloads"]["login"]
+    t, m, p = server["argon2"]
+    results["argon2_verify"] = loadgen.argon2_hash_time(t, m, p)
+    results["server"] = server
+    results["machine"] = machine()
+    results["login_overhead"] = login_overhead(results)
+    return results
+
+
+def run_ours(args, log=print) -> dict:
+    with ours_server(args, log) as (target, server):
+        results = asyncio.run(loadgen.run_all(target, concurrency=args.concurrency, duration=args.duration,
+                                              workloads=args.workloads, log=log))
+        return finish_ours(results, target, server, args, log)
 
 
 def login_overhead(results: dict) -> dict | None:
@@ -257,8 +269,8 @@ def parse_args(argv=None):
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per workload")
     parser.add_argument("--workloads", default=",".join(loadgen.WORKLOADS))
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("IDP_BENCH_WORKERS", 4)))
-    parser.add_argument("--worker-class", default=os.environ.get("IDP_BENCH_WORKER_CLASS", "sync"),
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("IDP_BENCH_WORKERS", 3)))
+    parser.add_argument("--worker-class", default=os.environ.get("IDP_BENCH_WORKER_CLASS", "gthread"),
                         choices=("sync", "gthread"))
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, default=0)
@@ -283,8 +295,6 @@ def write_results(results: dict, path: Path) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     results = run_ours(args)
-    results["machine"] = machine()
-    results["login_overhead"] = login_overhead(results)
     print_report(results)
     write_results(results, args.output)
     print(f"\nwritten to {args.output}")
