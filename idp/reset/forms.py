@@ -23,6 +23,8 @@ class ForgotPasswordForm(FlaskForm):
             Email("Enter an email address in the correct format, like name@example.com",
                   check_deliverability=False, allow_empty_local=False),
         ],
+        # Pasted addresses often carry a space at either end.
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
         render_kw={"autocomplete": "email", "spellcheck": "false"},
     )
     provider = RadioField(

@@ -112,7 +112,11 @@ class _RedactResetTokens(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(self._clean(a) for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {k: self._clean(v) for k, v in record.args.items()}
+            # In place: gunicorn's atoms dict answers "-" for keys it lacks, a copy would not.
+            for key in list(record.args.keys()):
+                value = dict.__getitem__(record.args, key)
+                if isinstance(value, str) and "/reset/" in value:
+                    record.args[key] = self._clean(value)
         return True
 
     def _clean(self, value):

@@ -220,3 +220,9 @@ def unused_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_pasted_address_with_spaces_and_capitals_is_found(browser, world, outbox):
+    html = ask_for_link(browser, "beech", "  Pat.Lee@EXAMPLE.org ").get_data(as_text=True)
+    assert "Check your email" in html
+    assert outbox.last()["To"].addresses[0].addr_spec == "pat.lee@example.org"
