@@ -57,16 +57,20 @@ def register_client(
     public: bool = False,
     grant_types: list[str] | None = None,
     token_endpoint_auth_method: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
 ) -> RegisteredClient:
+    """A new client of `tenant`. `client_id`/`client_secret` are given only by dynamic
+    registration, whose response already carries them (RFC 7591 3.2.1)."""
     if not (name or "").strip():
         raise InvalidInput("A client needs a name")
     if not redirect_uris:
         raise InvalidInput("A client needs at least one redirect URI")
     uris = [validate_redirect_uri(u) for u in redirect_uris]
     logout_uris = [validate_redirect_uri(u, what="post-logout redirect URI") for u in post_logout_redirect_uris or []]
-    secret = None if public else new_secret(32)
+    secret = None if public else (client_secret or new_secret(32))
     client = Client(
-        client_id=secrets.token_urlsafe(18),
+        client_id=client_id or secrets.token_urlsafe(18),
         tenant_id=tenant.id,
         name=name.strip(),
         secret_hash=hash_secret(secret) if secret else None,
@@ -184,50 +188,4 @@ def use_initial_access_token(token: str | None) -> Tenant | None:
     if row is None:
         return None
     row.revoked_at = clock.now()
-    return row.tenant
-
-
-# --- Initial access tokens (RFC 7591 3): a tenant admin hands one to a developer -------------------------
-
-#: How long an initial access token lets dynamic registration create clients in its tenant.
-INITIAL_ACCESS_TOKEN_DAYS = 7
-
-
-def issue_initial_access_token(tenant: Tenant, created_by=None) -> str:
-    """A new token for dynamic registration into `tenant`: returned once, only its SHA-256 is stored."""
-    from datetime import timedelta
-
-    from .. import clock
-    from ..models import InitialAccessToken
-
-    token = new_secret(32)
-    now = clock.now()
-    db.session.add(
-        InitialAccessToken(
-            tenant_id=tenant.id,
-            token_hash=hash_secret(token),
-            created_by_account_id=getattr(created_by, "id", created_by),
-            created_at=now,
-            expires_at=now + timedelta(days=INITIAL_ACCESS_TOKEN_DAYS),
-        )
-    )
-    db.session.flush()
-    return token
-
-
-def tenant_for_initial_access_token(token: str | None) -> Tenant | None:
-    """The tenant a presented initial access token registers into, or None (unknown, expired or revoked).
-    Looked up by its hash, which is itself unique and unguessable."""
-    from .. import clock
-    from ..models import InitialAccessToken
-
-    if not token or len(token) > 200:
-        return None
-    row = db.session.scalars(
-        select(InitialAccessToken).where(InitialAccessToken.token_hash == hash_secret(token))
-    ).first()
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and clock.now() >= row.expires_at:
-        return None
     return row.tenant
