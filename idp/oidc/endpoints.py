@@ -3,19 +3,28 @@ RP-initiated logout (end_session) and the bearer-token check behind userinfo."""
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
 from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.oauth2 import rfc7591, rfc7592
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc import registration as oidc_registration
 from authlib.oidc.rpinitiated import EndSessionEndpoint
+from authlib.oidc.rpinitiated import registration as rpinitiated_registration
 from flask import current_app
 
-from .. import audit
+from .. import audit, clock
 from ..accounts import directory
 from ..auth import session
+from ..errors import InvalidInput
+from ..models.base import hash_secret, new_secret, secret_matches
 from ..web import client_ip
-from . import keys, tokens
+from . import keys, registry, tokens
 
 
 def _issuer() -> str:
@@ -130,3 +139,151 @@ class BearerProtector(ResourceProtector):
             if token_string:
                 return self.get_token_validator("bearer"), token_string
         return super().parse_request_authorization(request)
+
+
+# --- dynamic client registration (RFC 7591) and management (RFC 7592) --------------------
+
+REGISTRATION_CLAIMS = [rfc7591.ClientMetadataClaims, oidc_registration.ClientMetadataClaims,
+                       rpinitiated_registration.ClientMetadataClaims]
+DEFAULT_CLIENT_NAME = "Registered application"
+
+
+def _bearer(request) -> str | None:
+    scheme, _, value = (request.headers.get("Authorization") or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _registration_uri(client_id: str) -> str:
+    return f"{_issuer()}/register/{client_id}"
+
+
+def _registry_errors(call):
+    """The registry's checks (exact https redirect URIs, names) as RFC 7591 3.2.2 errors."""
+    try:
+        return call()
+    except InvalidInput as error:
+        message = error.message.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "/")
+        if "redirect" in message.lower():
+            raise rfc7591.InvalidRedirectURIError(message) from None
+        raise rfc7591.InvalidClientMetadataError(message) from None
+
+
+class ClientRegistration(rfc7591.ClientRegistrationEndpoint):
+    """A client registers itself with an initial access token an admin of its school issued;
+    the client belongs to that school (RFC 7591 3: "protected registration")."""
+
+    def __init__(self, server=None):
+        super().__init__(server, claims_classes=REGISTRATION_CLAIMS)
+
+    def get_server_metadata(self):
+        from .metadata import provider_metadata
+
+        return provider_metadata(_issuer())
+
+    def authenticate_token(self, request):
+        tenant = registry.use_initial_access_token(_bearer(request))
+        if tenant is None:
+            raise InvalidTokenError("The initial access token is missing, unknown, used or expired.")
+        return tenant
+
+    def generate_client_id(self, request):
+        return secrets.token_urlsafe(18)
+
+    def generate_client_secret(self, request):
+        if (request.payload.data or {}).get("token_endpoint_auth_method") == "none":
+            return None
+        return new_secret(32)
+
+    def generate_client_info(self, request):
+        info = super().generate_client_info(request)
+        info["client_id_issued_at"] = clock.timestamp()
+        if info["client_secret"] is None:
+            del info["client_secret"], info["client_secret_expires_at"]
+        return info
+
+    def save_client(self, client_info, client_metadata, request):
+        tenant = request.credential
+        method = client_metadata.get("token_endpoint_auth_method") or "client_secret_basic"
+        registered = _registry_errors(lambda: registry.register_client(
+            tenant,
+            name=client_metadata.get("client_name") or DEFAULT_CLIENT_NAME,
+            redirect_uris=client_metadata.get("redirect_uris") or [],
+            post_logout_redirect_uris=client_metadata.get("post_logout_redirect_uris") or [],
+            public=method == "none",
+            grant_types=client_metadata.get("grant_types"),
+            token_endpoint_auth_method=method,
+            client_id=client_info["client_id"],
+            client_secret=client_info.get("client_secret"),
+        ))
+        audit.record(audit.CLIENT_REGISTERED, tenant=tenant, ip=client_ip(), client_id=registered.client.client_id,
+                     name=registered.client.name, via="dynamic registration")
+        return registered.client
+
+    def generate_client_registration_info(self, client, request):
+        token = new_secret(32)
+        client.registration_token_hash = hash_secret(token)
+        return {"registration_client_uri": _registration_uri(client.client_id), "registration_access_token": token}
+
+
+@dataclass
+class RegistrationAccessToken:
+    value: str
+
+    def check_client(self, client) -> bool:
+        return secret_matches(self.value, client.registration_token_hash)
+
+
+class ClientConfiguration(rfc7592.ClientConfigurationEndpoint):
+    """Read, update or delete a dynamically registered client with its registration access token."""
+
+    def __init__(self, server=None):
+        super().__init__(server, claims_classes=REGISTRATION_CLAIMS)
+
+    def get_server_metadata(self):
+        from .metadata import provider_metadata
+
+        return provider_metadata(_issuer())
+
+    def authenticate_token(self, request):
+        value = _bearer(request)
+        if not value:
+            raise InvalidTokenError("Send the registration access token as a Bearer token.")
+        return RegistrationAccessToken(value)
+
+    def authenticate_client(self, request):
+        client_id = urlsplit(request.uri).path.rstrip("/").rsplit("/", 1)[-1]
+        client = registry.find_client(client_id)
+        # Only clients that registered themselves have a registration access token.
+        return client if client is not None and client.registration_token_hash else None
+
+    def revoke_access_token(self, *args):
+        # The token names no client that exists; there is nothing stored to revoke.
+        pass
+
+    def check_permission(self, client, request):
+        return True
+
+    def introspect_client(self, client):
+        return {"client_id": client.client_id, "client_id_issued_at": int(client.created_at.timestamp()),
+                **({} if client.is_public else {"client_secret_expires_at": 0}), **client.client_metadata}
+
+    def generate_client_registration_info(self, client, request):
+        return {"registration_client_uri": _registration_uri(client.client_id),
+                "registration_access_token": _bearer(request)}
+
+    def update_client(self, client, client_metadata, request):
+        _registry_errors(lambda: registry.update_client(
+            client,
+            name=client_metadata.get("client_name") or client.name,
+            redirect_uris=client_metadata.get("redirect_uris") or [],
+            post_logout_redirect_uris=client_metadata.get("post_logout_redirect_uris") or [],
+        ))
+        audit.record(audit.CLIENT_CHANGED, tenant=client.tenant_id, ip=client_ip(), client_id=client.client_id,
+                     via="dynamic registration")
+        return client
+
+    def delete_client(self, client, request):
+        audit.record(audit.CLIENT_DELETED, tenant=client.tenant_id, ip=client_ip(), client_id=client.client_id,
+                     via="dynamic registration")
+        tokens.end_client_grants(client)
+        registry.delete_client(client)

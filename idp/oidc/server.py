@@ -18,7 +18,6 @@ from ..models.base import new_secret
 from . import endpoints, grants, tokens
 from .registry import CLIENT_CACHE_KEY, find_client, forget_cached_client
 
-SCOPES_SUPPORTED = ["openid", "profile", "email", "offline_access"]
 #: How long a worker may keep using a client's settings after an admin changed them elsewhere.
 CLIENT_CACHE_SECONDS = 30
 _SERVER_KEY = "idp_oidc_server"
@@ -104,6 +103,8 @@ def init_app(app: Flask) -> AuthorizationServer:
     server.register_endpoint(endpoints.TokenRevocation)
     server.register_endpoint(endpoints.TokenIntrospection)
     server.register_endpoint(endpoints.BrowserEndSession)
+    server.register_endpoint(endpoints.ClientRegistration)
+    server.register_endpoint(endpoints.ClientConfiguration)
     server.register_extension(IssuerInResponses())
     app.extensions[_SERVER_KEY] = server
     return server

@@ -33,22 +33,10 @@ from ..auth import session
 from ..extensions import csrf, db
 from . import claims, keys
 from .endpoints import _token_tenant
-from .server import SCOPES_SUPPORTED, authorization_server, init_app, require_oauth
+from .metadata import PATHS, PUBLIC_CACHE, provider_metadata
+from .server import authorization_server, init_app, require_oauth
 
 bp = Blueprint("oidc", __name__)
-
-#: The paths advertised in discovery (issuer + path). `/logout` belongs to the sign-in pages.
-PATHS = {
-    "authorization_endpoint": "/authorize",
-    "token_endpoint": "/token",
-    "userinfo_endpoint": "/userinfo",
-    "jwks_uri": "/jwks.json",
-    "revocation_endpoint": "/revoke",
-    "introspection_endpoint": "/introspect",
-    "end_session_endpoint": "/logout/end",
-    "registration_endpoint": "/register",
-}
-PUBLIC_CACHE = "public, max-age=300"
 
 
 @bp.record_once
@@ -57,36 +45,6 @@ def _build_server(state):
 
 
 # --- discovery and keys ----------------------------------------------------------------
-
-
-def provider_metadata(issuer: str) -> dict:
-    """OpenID Connect Discovery 1.0 section 3, RFC 8414, RFC 9207, RP-Initiated Logout 2.1."""
-    metadata = {"issuer": issuer, **{name: issuer + path for name, path in PATHS.items()}}
-    metadata.update(
-        scopes_supported=SCOPES_SUPPORTED,
-        response_types_supported=["code"],
-        response_modes_supported=["query"],
-        grant_types_supported=["authorization_code", "refresh_token"],
-        subject_types_supported=["public"],
-        id_token_signing_alg_values_supported=[keys.ALG],
-        token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
-        revocation_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post", "none"],
-        introspection_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
-        code_challenge_methods_supported=["S256"],
-        claims_supported=[
-            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
-            "name", "email", "email_verified", "tenant", "roles",
-        ],
-        claim_types_supported=["normal"],
-        acr_values_supported=list(mfa.ACR_VALUES_SUPPORTED),
-        prompt_values_supported=["none", "login", "consent", "select_account"],
-        claims_parameter_supported=False,
-        request_parameter_supported=False,
-        request_uri_parameter_supported=False,
-        require_request_uri_registration=False,
-        authorization_response_iss_parameter_supported=True,
-    )
-    return metadata
 
 
 def _metadata_document() -> tuple[bytes, str]:
@@ -277,6 +235,35 @@ def revoke():
 @csrf.exempt
 def introspect():
     return _protocol_call(lambda server: server.create_endpoint_response("introspection"))
+
+
+def _registration_call(name: str):
+    """Registration changes are kept only when the request succeeded: a refused registration
+    must not spend the initial access token."""
+    server = authorization_server()
+    try:
+        if request.method in ("POST", "PUT") and not isinstance(request.get_json(silent=True), dict):
+            raise InvalidRequestError("Send the client metadata as a JSON object (application/json).")
+        response = server.create_endpoint_response(name)
+    except OAuth2Error as error:
+        response = server.handle_error_response(None, error)
+    if response.status_code < 400:
+        db.session.commit()
+    else:
+        db.session.rollback()
+    return response
+
+
+@bp.route(PATHS["registration_endpoint"], methods=["POST"])
+@csrf.exempt
+def register():
+    return _registration_call("client_registration")
+
+
+@bp.route(PATHS["registration_endpoint"] + "/<client_id>", methods=["GET", "PUT", "DELETE"])
+@csrf.exempt
+def client_configuration(client_id: str):
+    return _registration_call("client_configuration")
 
 
 def _bearer_error(error: OAuth2Error):
