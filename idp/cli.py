@@ -101,7 +101,7 @@ def client_register(slug, name, redirect_uris, logout_uris, public, as_json):
 @domain_command
 def client_token(slug, as_json):
     """Create an initial access token for dynamic client registration into a tenant (shown once)."""
-    from .admin.service import create_initial_access_token
+    from .admin.applications import create_initial_access_token
     from .tenants import get_tenant
 
     token = create_initial_access_token(get_tenant(slug), actor=None, ip=None)

@@ -21,8 +21,6 @@ from ..extensions import db
 from ..models import (
     Account,
     AuditEvent,
-    AuthorizationCode,
-    Client,
     MfaDevice,
     Membership,
     RecoveryCode,
@@ -35,7 +33,6 @@ from ..models.accounts import PROVIDER_NAMES, PROVIDERS, ROLES
 from . import notices
 
 PER_PAGE = 25
-INITIAL_ACCESS_TOKEN_CREATED = "client.initial_access_token_created"
 SHARED_SSO_MESSAGE = (
     "This CPOMS SSO account is also used for other CPOMS systems, so only CPOMS support can change its {what}."
 )
@@ -630,106 +627,9 @@ def list_audit(
 
 
 def audit_event_names() -> list[str]:
+    from .applications import INITIAL_ACCESS_TOKEN_CREATED
+
     return sorted(
         {value for name, value in vars(audit).items() if name.isupper() and isinstance(value, str)}
         | {INITIAL_ACCESS_TOKEN_CREATED}
     )
-
-
-# --------------------------------------------------------------------------- applications (OIDC clients)
-
-
-def list_clients(tenant: Tenant) -> list[Client]:
-    return list(
-        db.session.scalars(select(Client).where(Client.tenant_id == tenant.id).order_by(func.lower(Client.name)))
-    )
-
-
-def get_client(tenant: Tenant, client_id: str) -> Client:
-    from ..oidc.registry import tenant_client
-
-    return tenant_client(tenant, client_id)
-
-
-def parse_uri_lines(text: str | None) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
-
-
-def register_application(
-    tenant: Tenant,
-    *,
-    name: str,
-    redirect_uris: list[str],
-    post_logout_redirect_uris: list[str],
-    public: bool,
-    actor: Account | None,
-    ip: str | None = None,
-):
-    """Register a client; the returned secret is shown once and only its hash is kept."""
-    from ..oidc.registry import register_client
-
-    registered = register_client(
-        tenant, name=name, redirect_uris=redirect_uris,
-        post_logout_redirect_uris=post_logout_redirect_uris, public=public,
-    )
-    audit.record(audit.CLIENT_REGISTERED, tenant=tenant, actor=actor, ip=ip,
-                 client_id=registered.client.client_id, name=registered.client.name, public=public)
-    return registered
-
-
-def update_application(
-    tenant: Tenant,
-    client_id: str,
-    *,
-    name: str,
-    redirect_uris: list[str],
-    post_logout_redirect_uris: list[str],
-    actor: Account | None,
-    ip: str | None = None,
-) -> Client:
-    from ..oidc.registry import update_client
-
-    client = get_client(tenant, client_id)
-    before = client.client_metadata
-    update_client(client, name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout_redirect_uris)
-    after = client.client_metadata
-    changed = sorted(k for k in after if after[k] != before[k])
-    if changed:
-        audit.record(audit.CLIENT_CHANGED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
-                     changed=changed)
-    return client
-
-
-def rotate_application_secret(tenant: Tenant, client_id: str, *, actor: Account | None, ip: str | None = None) -> str:
-    from ..oidc.registry import rotate_secret
-
-    client = get_client(tenant, client_id)
-    secret = rotate_secret(client)
-    audit.record(audit.CLIENT_CHANGED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
-                 changed=["client_secret"])
-    return secret
-
-
-def delete_application(tenant: Tenant, client_id: str, *, actor: Account | None, ip: str | None = None) -> None:
-    """Delete a client; its live tokens are revoked first so nothing it issued keeps working."""
-    from ..oidc.registry import delete_client
-
-    client = get_client(tenant, client_id)
-    revoke_tokens(tenant, None, actor=actor, ip=ip, reason="client deleted", client_id=client.client_id)
-    db.session.execute(
-        AuthorizationCode.__table__.delete().where(
-            AuthorizationCode.client_id == client.client_id, AuthorizationCode.tenant_id == tenant.id
-        )
-    )
-    audit.record(audit.CLIENT_DELETED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
-                 name=client.name)
-    delete_client(client)
-
-
-def create_initial_access_token(tenant: Tenant, *, actor: Account | None, ip: str | None = None) -> str:
-    """A token that lets a dynamic registration (RFC 7591) create a client in this tenant; shown once."""
-    from ..oidc.registry import issue_initial_access_token
-
-    token = issue_initial_access_token(tenant, created_by=actor)
-    audit.record(INITIAL_ACCESS_TOKEN_CREATED, tenant=tenant, actor=actor, ip=ip)
-    return token

@@ -14,7 +14,7 @@ from ..auth import session
 from ..errors import DomainError, NotAllowed
 from ..extensions import db
 from ..web import client_ip, tenant_or_404
-from . import csv_import, operators, service
+from . import applications, csv_import, operators, service
 from .forms import (
     ActionForm,
     AddMemberForm,
@@ -279,10 +279,10 @@ def import_confirm(tenant, actor):
 # --------------------------------------------------------------------------- applications
 
 
-@bp.route("/t/<slug>/admin/applications")
+@bp.route("/t/<slug>/admin/applications", endpoint="applications")
 @tenant_admin
-def applications(tenant, actor):
-    return render_template("admin/applications.html", tenant=tenant, clients=service.list_clients(tenant),
+def application_list(tenant, actor):
+    return render_template("admin/applications.html", tenant=tenant, clients=applications.list_clients(tenant),
                            action_form=ActionForm(), section="applications")
 
 
@@ -292,10 +292,10 @@ def add_application(tenant, actor):
     form = NewClientForm()
     if form.validate_on_submit():
         try:
-            registered = service.register_application(
+            registered = applications.register_application(
                 tenant, name=form.name.data,
-                redirect_uris=service.parse_uri_lines(form.redirect_uris.data),
-                post_logout_redirect_uris=service.parse_uri_lines(form.post_logout_redirect_uris.data),
+                redirect_uris=applications.parse_uri_lines(form.redirect_uris.data),
+                post_logout_redirect_uris=applications.parse_uri_lines(form.post_logout_redirect_uris.data),
                 public=form.client_type.data == "public", actor=actor, ip=client_ip(),
             )
         except DomainError as error:
@@ -323,7 +323,7 @@ def _uri_error(error: DomainError) -> DomainError:
 @bp.route("/t/<slug>/admin/applications/<client_id>", methods=["GET", "POST"])
 @tenant_admin
 def application(tenant, actor, client_id):
-    client = service.get_client(tenant, client_id)
+    client = applications.get_client(tenant, client_id)
     if request.method == "GET":
         form = ClientForm(formdata=None, name=client.name, redirect_uris="\n".join(client.redirect_uris),
                           post_logout_redirect_uris="\n".join(client.post_logout_redirect_uris))
@@ -332,15 +332,15 @@ def application(tenant, actor, client_id):
     form = ClientForm()
     if form.validate_on_submit():
         try:
-            service.update_application(
+            applications.update_application(
                 tenant, client.client_id, name=form.name.data,
-                redirect_uris=service.parse_uri_lines(form.redirect_uris.data),
-                post_logout_redirect_uris=service.parse_uri_lines(form.post_logout_redirect_uris.data),
+                redirect_uris=applications.parse_uri_lines(form.redirect_uris.data),
+                post_logout_redirect_uris=applications.parse_uri_lines(form.post_logout_redirect_uris.data),
                 actor=actor, ip=client_ip(),
             )
         except DomainError as error:
             _field_error(form, _uri_error(error))
-            client = service.get_client(tenant, client_id)
+            client = applications.get_client(tenant, client_id)
         else:
             db.session.commit()
             return redirect(url_for("admin.application", slug=tenant.slug, client_id=client.client_id,
@@ -352,10 +352,10 @@ def application(tenant, actor, client_id):
 @bp.route("/t/<slug>/admin/applications/<client_id>/rotate", methods=["POST"])
 @tenant_admin
 def rotate_application_secret(tenant, actor, client_id):
-    client = service.get_client(tenant, client_id)
+    client = applications.get_client(tenant, client_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    secret = service.rotate_application_secret(tenant, client.client_id, actor=actor, ip=client_ip())
+    secret = applications.rotate_application_secret(tenant, client.client_id, actor=actor, ip=client_ip())
     db.session.commit()
     return render_template("admin/application_secret.html", tenant=tenant, client=client, secret=secret,
                            created=False, section="applications")
@@ -364,11 +364,11 @@ def rotate_application_secret(tenant, actor, client_id):
 @bp.route("/t/<slug>/admin/applications/<client_id>/delete", methods=["GET", "POST"])
 @tenant_admin
 def delete_application(tenant, actor, client_id):
-    client = service.get_client(tenant, client_id)
+    client = applications.get_client(tenant, client_id)
     form = ActionForm()
     if form.validate_on_submit():
         name = client.name
-        service.delete_application(tenant, client.client_id, actor=actor, ip=client_ip())
+        applications.delete_application(tenant, client.client_id, actor=actor, ip=client_ip())
         db.session.commit()
         return render_template("admin/application_deleted.html", tenant=tenant, name=name,
                                section="applications")
@@ -381,7 +381,7 @@ def delete_application(tenant, actor, client_id):
 def create_initial_access_token(tenant, actor):
     if not ActionForm().validate_on_submit():
         abort(400)
-    token = service.create_initial_access_token(tenant, actor=actor, ip=client_ip())
+    token = applications.create_initial_access_token(tenant, actor=actor, ip=client_ip())
     db.session.commit()
     return render_template("admin/initial_access_token.html", tenant=tenant, token=token, section="applications")
 
