@@ -87,8 +87,9 @@ def main() -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # The servers run in their own sessions, so a closed terminal (SIGHUP) must stop them through us too.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
     try:
         for name, command in _commands(host):
             # Own process group: a terminal's Ctrl-C reaches only this process, which then stops them in order.
