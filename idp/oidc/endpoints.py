@@ -14,6 +14,7 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc import registration as oidc_registration
+from joserfc import jws
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from authlib.oidc.rpinitiated import registration as rpinitiated_registration
 from flask import current_app
@@ -94,7 +95,12 @@ class BrowserEndSession(EndSessionEndpoint):
         return [keys.ALG]
 
     def _validate_id_token_hint(self, id_token_hint):
-        claims = super()._validate_id_token_hint(id_token_hint)
+        try:
+            # A key rotated in another worker is looked up before the signature check.
+            keys.verification_keys(jws.extract_compact(id_token_hint.encode()).protected.get("kid"))
+            claims = super()._validate_id_token_hint(id_token_hint)
+        except Exception as error:  # noqa: BLE001  any malformed hint is the same refusal
+            raise InvalidRequestError("The 'id_token_hint' is not a valid ID token from this server.") from error
         # Signed by one of our keys is not enough: it must also name us as issuer.
         if claims.get("iss") != _issuer():
             raise InvalidRequestError("The 'id_token_hint' was not issued by this server.")

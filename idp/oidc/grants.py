@@ -27,9 +27,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     @staticmethod
     def validate_authorization_redirect_uri(request, client):
+        redirect_uri = request.payload.redirect_uri
         # OIDC Core 3.1.2.1: redirect_uri is REQUIRED in an authentication request.
-        if not request.payload.redirect_uri and is_openid_scope(request.payload.scope):
+        if not redirect_uri and is_openid_scope(request.payload.scope):
             raise InvalidRequestError("Missing 'redirect_uri' in request.", state=request.payload.state)
+        # Checked here rather than by authlib, whose message would quote the (untrusted) URI.
+        if redirect_uri and not client.check_redirect_uri(redirect_uri):
+            raise InvalidRequestError("The 'redirect_uri' is not registered for this client.")
         return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def save_authorization_code(self, code, request):

@@ -8,6 +8,8 @@ authorization endpoints usually need no query for the client."""
 from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.base import invalid_error_characters
+from authlib.oauth2.rfc6749 import UnsupportedResponseTypeError
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
@@ -88,8 +90,18 @@ def _token_generator(app: Flask) -> BearerTokenGenerator:
     return BearerTokenGenerator(access_token, refresh_token, expires_in)
 
 
+class Server(AuthorizationServer):
+    def get_authorization_grant(self, request):
+        # authlib quotes an unknown response_type into error_description, which may only hold
+        # plain ASCII (RFC 6749 4.1.2.1) and raises ValueError otherwise: such a value is
+        # malformed, so it gets the error page rather than a redirect.
+        if invalid_error_characters(request.payload.response_type or ""):
+            raise UnsupportedResponseTypeError("(malformed)")
+        return super().get_authorization_grant(request)
+
+
 def init_app(app: Flask) -> AuthorizationServer:
-    server = AuthorizationServer()
+    server = Server()
     server.init_app(app, query_client=query_client, save_token=_save_token)
     # OIDC Core 3.1.2.1: scope values not understood SHOULD be ignored, not refused;
     # Client.get_allowed_scope grants the supported subset.

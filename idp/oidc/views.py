@@ -128,6 +128,10 @@ def _max_age(data) -> int | None:
     return int(raw)
 
 
+#: The column that keeps the nonce with the code holds this many characters.
+MAX_NONCE_LENGTH = 400
+
+
 @bp.route("/authorize", methods=["GET", "POST"])
 @csrf.exempt
 def authorize():
@@ -157,6 +161,8 @@ def authorize():
         return refuse(RequestURINotSupportedError)
     if data.get("registration"):
         return refuse(RegistrationNotSupportedError)
+    if len(data.get("nonce") or "") > MAX_NONCE_LENGTH:
+        return refuse(InvalidRequestError, f"'nonce' is longer than {MAX_NONCE_LENGTH} characters.")
     if data.get("response_mode") not in (None, "", "query"):
         return refuse(InvalidRequestError, "Only response_mode=query is supported.")
     try:

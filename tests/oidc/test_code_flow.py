@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from idp import audit
 from idp.extensions import db
@@ -248,3 +249,31 @@ def test_request_objects_are_not_supported(oakwood_rp, browser, world, frozen_cl
     browser.login("oakwood", "head@oakwood.example.org")
     response = oakwood_rp.authorize(request="eyJhbGciOiJub25lIn0.e30.")
     assert query_of(response.headers["Location"])["error"] == "request_not_supported"
+
+
+def test_authlibs_relying_party_checks_accept_the_id_token(browser, oakwood_rp, world, frozen_clock):
+    """The checks authlib's OIDC client runs (CodeIDToken: iss, aud, azp, exp, iat, nonce, at_hash, auth_time)."""
+    from authlib.oidc.core import CodeIDToken
+    from joserfc import jwt
+
+    browser.login("oakwood", "head@oakwood.example.org")
+    tokens = oakwood_rp.tokens(max_age="600")
+    decoded = jwt.decode(tokens["id_token"], oakwood_rp.jwks(), algorithms=["RS256"])
+    claims = CodeIDToken(decoded.claims, decoded.header, {"iss": {"values": [ISSUER]}},
+                         {"nonce": "n-456", "client_id": oakwood_rp.client_id, "max_age": 600,
+                          "access_token": tokens["access_token"]})
+    claims.validate(now=frozen_clock.now().timestamp())
+
+
+def test_hostile_parameters_get_protocol_errors_not_server_errors(oakwood_rp, browser, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    oakwood_rp.redirect_uri = 'https://oakwood.example/callback"\\\u00e9'
+    assert oakwood_rp.authorize().status_code == 400
+    oakwood_rp.redirect_uri = "https://oakwood.example/callback"
+    params = query_of(oakwood_rp.authorize(nonce="n" * 401).headers["Location"])
+    assert params["error"] == "invalid_request"
+    response = oakwood_rp.authorize(response_type='code"\u00e9')
+    assert response.status_code == 400 and "unsupported_response_type" in response.get_data(as_text=True)
+    for hint in ("garbage", "a.b.c", 'e30."\u00e9".x', "eyJhbGciOiJub25lIn0.e30."):
+        response = browser.get("/logout/end?" + urlencode({"id_token_hint": hint}))
+        assert response.status_code == 400, hint
