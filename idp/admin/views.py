@@ -74,6 +74,9 @@ def operator_only(view):
         except NotAllowed as refusal:
             hint = "" if signed_in else " Sign in through a CPOMS login page you belong to, then come back."
             abort(403, description=refusal.message + hint)
+        if mfa.sign_in_requirement(signed_in.account, None, signed_in.amr) is not None:
+            # An operator with an authenticator must have used it for this sign-in.
+            abort(403, description="Sign in again with two-step verification to manage tenants.")
         g.actor = signed_in.account
         return view(signed_in.account, **kwargs)
 

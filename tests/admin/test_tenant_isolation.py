@@ -171,3 +171,15 @@ def _csrf(browser) -> str:
     from tests.conftest import csrf_token_from
 
     return csrf_token_from(browser.get("/t/beech/admin/users/new").get_data(as_text=True))
+
+
+def test_a_school_that_requires_2fa_for_admins_is_not_administered_on_a_password_only_sign_in(world, client):
+    # Sam signs in at Oakwood (no 2FA policy) and then opens StaffSafe's admin area, where admins need 2FA.
+    membership_of(world.sso_user, world.staffsafe).role = "admin"
+    world.staffsafe.require_2fa = "admins"
+    db.session.commit()
+    browser = Browser(client)
+    assert browser.login("oakwood", "sam.jones@example.org", provider="sso").status_code == 302
+    response = browser.get("/t/oakwood-staffsafe/admin/users")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/t/oakwood-staffsafe/login?next=")
