@@ -58,12 +58,12 @@ def drop_scratch_database(url: str) -> None:
     admin.dispose()
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     if process.poll() is not None:
         return
-    # Each server runs in its own session: signal its whole group (master and workers).
+    # The server stops its own children; if it hangs, its whole group (own session) is killed.
     try:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.kill(process.pid, sig)
         process.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         try:
@@ -150,7 +150,7 @@ def gunicorn(tmp_path: Path, env: dict, workers: int = 3, port: int | None = Non
         sys.executable, "-m", "gunicorn", "wsgi:app",
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--access-logfile", "-", "--access-logformat", 'pid=%(p)s flow=%({x-flow}i)s "%(r)s" %(s)s',
-        "--error-logfile", "-", "--graceful-timeout", "5",
+        "--error-logfile", "-", "--graceful-timeout", "1",
     ]
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -177,7 +177,7 @@ def gunicorn(tmp_path: Path, env: dict, workers: int = 3, port: int | None = Non
         _wait_until(ready, process, log, "gunicorn")
         yield server
     finally:
-        _stop(process)
+        _stop(process, signal.SIGQUIT)  # gunicorn's quick shutdown: tests need no graceful drain
 
 
 def redis_server_binary() -> str | None:

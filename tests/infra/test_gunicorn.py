@@ -195,7 +195,6 @@ def test_jwks_is_the_same_from_every_worker(served):
     assert len(set(served.served_by())) >= 3, "the requests should have reached every worker"
 
 
-@pytest.mark.xfail(strict=False, reason="idp/oidc/keys.py: concurrent first-key creation (reported to the lead)")
 def test_workers_agree_on_one_first_key_when_asked_at_once(served_without_keys):
     # No key exists yet and every worker is asked at the same moment: each must end up
     # publishing (and signing with) the same single key.
