@@ -42,7 +42,7 @@ def provider_metadata(issuer: str) -> dict:
         ],
         claim_types_supported=["normal"],
         acr_values_supported=list(mfa.ACR_VALUES_SUPPORTED),
-        prompt_values_supported=["none", "login", "consent", "select_account"],
+        prompt_values_supported=["none", "login", "consent"],
         claims_parameter_supported=False,
         request_parameter_supported=False,
         request_uri_parameter_supported=False,

@@ -99,13 +99,11 @@ def _authorize_url(*, drop_reauthentication: bool = False) -> str:
     return url_for("oidc.authorize") + ("?" + urlencode(pairs) if pairs else "")
 
 
-def _authorization_error(error: OAuth2Error, state: str | None = None):
+def _authorization_error(error: OAuth2Error):
     """Spec errors go back to a validated redirect_uri (with state and iss); anything else,
     such as an unknown client or redirect URI, is a page for the person, never a redirect."""
     server = authorization_server()
     if error.redirect_uri:
-        if state and not error.state:
-            error.state = state
         response = server.handle_error_response(None, error)
         server.execute_hook("after_create_authorization_response", response)
         return response
@@ -181,7 +179,8 @@ def authorize():
     if membership is None:
         if "none" in prompts:
             return refuse(AccessDeniedError, "The signed-in account has no access to this school.")
-        return redirect(url_for("auth.login", slug=tenant.slug, reason="not_member", next=_authorize_url()))
+        return redirect(url_for("auth.login", slug=tenant.slug, reason="not_member",
+                                next=_authorize_url(drop_reauthentication=True)))
 
     too_old = max_age is not None and clock.timestamp() - signed_in.auth_time > max_age
     if "login" in prompts or too_old:
