@@ -133,13 +133,34 @@ def user_create(email, provider, slugs, role, password, name, operator, as_json)
     from .tenants import get_tenant
 
     tenants = [get_tenant(slug) for slug in dict.fromkeys(slugs)]
+    if password is not None:
+        from .accounts.passwords import check_policy
+
+        check_policy(password, email=email, name=name)
     account = create_account(
         provider=provider, email=email, tenants=tenants, role=role, name=name,
         password=password, is_operator=operator,
     )
-    state = "with a password" if password is not None else "invited (no password yet)"
+    state = "with a password"
+    if password is None:
+        state = _invite(account, tenants[0])
     _emit(_account_data(account), as_json,
           f"Created {provider} account {account.email} in {', '.join(slugs)} as {role}, {state}")
+
+
+def _invite(account, tenant) -> str:
+    """Send the first-time link; the account stays even if the mail server is down."""
+    from .errors import DeliveryFailed
+    from .reset.links import send_invitation
+
+    db.session.commit()
+    try:
+        send_invitation(account, tenant)
+    except DeliveryFailed:
+        click.echo("Warning: the invitation mail could not be sent; use 'Forgotten your password' "
+                   "or Admin > Users > Send password link later.", err=True)
+        return "invited (no password yet; invitation NOT sent)"
+    return "invited (no password yet; invitation sent)"
 
 
 @user_cli.command("assign")

@@ -93,6 +93,7 @@ def app(migrated, tmp_path, app_overrides):
         from flask import g
 
         g.pop("csrf_token", None)
+        g.pop("_login_user", None)
         db.session.expire_all()
 
     with app.app_context():

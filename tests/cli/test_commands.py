@@ -115,10 +115,18 @@ def test_user_create_identity_with_password(runner, school):
     assert data["invited"] is False and data["sub"]
 
 
-def test_user_create_without_password_invites(runner, school):
+def test_user_create_without_password_invites(runner, school, outbox):
     result = run(runner, "user", "create", "--email", "new@example.org", "--provider", "identity", "--tenant", school)
     assert result.exit_code == 0
-    assert "invited (no password yet)" in result.stdout
+    assert "invited (no password yet; invitation sent)" in result.stdout
+    assert "/reset/" in outbox.last_link("new@example.org")
+
+
+def test_user_create_refuses_a_password_that_breaks_the_policy(runner, school):
+    result = run(runner, "user", "create", "--email", "weak@example.org", "--provider", "identity",
+                 "--tenant", school, "--password", "password")
+    assert result.exit_code == 1
+    assert "capital letter" in result.stderr and "number" in result.stderr
 
 
 def test_sso_user_can_belong_to_several_tenants(runner, school):
