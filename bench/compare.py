@@ -85,14 +85,15 @@ def peer_target(args, log=print):
         users=[(run.bench_email(n), run.PASSWORD) for n in range(args.concurrency)],
     )
     log(f"Starting the peer (oidc-provider {peer_version()}) on {target.base_url} ...")
-    with peer_server(port, args.concurrency, secret):
-        yield target
+    with peer_server(port, args.concurrency, secret) as process:
+        yield target, {"server": lambda: loadgen.process_tree_cpu(process.pid)}
 
 
 def run_both(args, log=print) -> tuple[dict, dict]:
     """Both servers up at once, workloads interleaved (ours, peer, ours, peer, ...)."""
-    with run.ours_server(args, log) as (ours_target, server), peer_target(args, log) as peer:
-        benches = [loadgen.Bench(ours_target, args.concurrency, log), loadgen.Bench(peer, args.concurrency, log)]
+    with run.ours_server(args, log) as (ours_target, server, probes), peer_target(args, log) as (peer, peer_probes):
+        benches = [loadgen.Bench(ours_target, args.concurrency, log, probes),
+                   loadgen.Bench(peer, args.concurrency, log, peer_probes)]
         ours, theirs = asyncio.run(loadgen.run_interleaved(benches, duration=args.duration,
                                                            workloads=args.workloads))
         run.finish_ours(ours, ours_target, server, args, log)
@@ -116,7 +117,7 @@ def ratios(ours: dict, peer: dict) -> dict:
     return out
 
 
-def format_ratios(ours: dict, peer: dict, r: dict) -> str:
+def format_ratios(ours: dict, peer: dict, r: dict, markdown: bool = False) -> str:
     rows = [("workload", "ours req/s", "peer req/s", "throughput ours/peer", "ours p99", "peer p99",
              "p99 ours/peer", "errors ours/peer")]
     for name, x in r.items():
@@ -124,10 +125,7 @@ def format_ratios(ours: dict, peer: dict, r: dict) -> str:
         rows.append((loadgen.WORKLOAD_TITLES[name], f"{o['throughput_per_s']:.1f}", f"{p['throughput_per_s']:.1f}",
                      f"{x['throughput_ours_over_peer']}x", f"{o['p99_ms']:.1f}", f"{p['p99_ms']:.1f}",
                      f"{x['p99_ours_over_peer']}x", f"{o['errors']}/{p['errors']}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return loadgen.render_rows(rows, markdown)
 
 
 def main(argv=None) -> int:

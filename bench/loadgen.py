@@ -302,11 +302,40 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_tree_cpu(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and every live descendant (Linux /proc).
+
+    Unlike latency, this does not grow when the machine is shared: it is the work each request costs."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {root_pid}, [root_pid]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
 class Bench:
     """One target's virtual users: signed in once, then any workload run for a fixed time."""
 
-    def __init__(self, target: Target, concurrency: int, log=print):
+    def __init__(self, target: Target, concurrency: int, log=print, cpu_probes: dict | None = None):
         self.target, self.concurrency, self.log = target, concurrency, log
+        #: name -> callable returning CPU seconds used so far (the server, its database).
+        self.cpu_probes = cpu_probes or {}
         self.users: list[VirtualUser] = []
         self.results: dict = {"target": target.name, "concurrency": concurrency, "workloads": {}}
 
@@ -326,9 +355,15 @@ class Bench:
     async def run(self, name: str, duration: float) -> dict:
         self.log(f"  {self.target.name}: {WORKLOAD_TITLES[name]} for {duration:g}s at concurrency {self.concurrency}...")
         cpu_before = _cpu_seconds()
+        probes_before = {k: probe() for k, probe in self.cpu_probes.items()}
         load_before = os.getloadavg()[0]
         rec, wall = await _run_workload(name, self.users, duration)
         cpu = _cpu_seconds() - cpu_before
+        iterations = max(len(rec.latencies), 1)
+        cpu_per_iteration = {k: round(1000 * (probe() - probes_before[k]) / iterations, 2)
+                             for k, probe in self.cpu_probes.items()}
+        cpu_per_iteration["loadgen"] = round(1000 * cpu / iterations, 2)
+        service_ms = sum(v for k, v in cpu_per_iteration.items() if k != "loadgen")
         result = {
             "title": WORKLOAD_TITLES[name],
             "iterations": len(rec.latencies),
@@ -341,6 +376,9 @@ class Bench:
                 step: {"mean": round(statistics.fmean(v), 2), "max": max(v)} for step, v in rec.sql.items()
             },
             "loadgen_cpu_percent": round(100 * cpu / wall, 1),
+            "cpu_ms_per_iteration": cpu_per_iteration,
+            # What 2 dedicated cores could serve if CPU were the only limit (server + database CPU only).
+            "cpu_bound_capacity_per_s_2_cores": round(2000 / service_ms, 1) if service_ms else None,
             # The machine may be shared: the 1-minute load average says how busy it was besides us.
             "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         }
@@ -352,9 +390,9 @@ class Bench:
 
 
 async def run_all(target: Target, *, concurrency: int, duration: float, workloads=WORKLOADS,
-                  log=print) -> dict:
+                  log=print, cpu_probes: dict | None = None) -> dict:
     """Sign every virtual user in, then run each workload for `duration` seconds."""
-    bench = Bench(target, concurrency, log)
+    bench = Bench(target, concurrency, log, cpu_probes)
     try:
         await bench.prepare(workloads)
         for name in workloads:
@@ -388,21 +426,34 @@ def argon2_hash_time(time_cost: int = 2, memory_kib: int = 19456, parallelism: i
 
     hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID)
     stored = hasher.hash("Correct-Horse-42!")
-    times = []
+    times, cpu = [], []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         hasher.verify(stored, "Correct-Horse-42!")
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
     return {"params": {"t": time_cost, "m_kib": memory_kib, "p": parallelism},
-            "p50_ms": round(percentile(times, 50) * 1000, 2), "min_ms": round(min(times) * 1000, 2)}
+            "p50_ms": round(percentile(times, 50) * 1000, 2), "min_ms": round(min(times) * 1000, 2),
+            # CPU time does not grow when the machine is shared; wall time does.
+            "cpu_p50_ms": round(percentile(cpu, 50) * 1000, 2)}
 
 
-def format_table(results: dict) -> str:
-    rows = [("workload", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "SQL/request", "loadgen CPU")]
+def format_table(results: dict, markdown: bool = False) -> str:
+    rows = [("workload", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "SQL/request", "CPU ms/iteration",
+             "loadgen CPU")]
     for name, w in results["workloads"].items():
         sql = ", ".join(f"{step} {v['mean']:g}" for step, v in w["sql_per_request"].items()) or "-"
+        cpu = ", ".join(f"{k} {v:g}" for k, v in w.get("cpu_ms_per_iteration", {}).items())
         rows.append((w["title"], f"{w['throughput_per_s']:.1f}", f"{w['p50_ms']:.1f}", f"{w['p95_ms']:.1f}",
-                     f"{w['p99_ms']:.1f}", str(w["errors"]), sql, f"{w['loadgen_cpu_percent']:.0f}%"))
+                     f"{w['p99_ms']:.1f}", str(w["errors"]), sql, cpu, f"{w['loadgen_cpu_percent']:.0f}%"))
+    return render_rows(rows, markdown)
+
+
+def render_rows(rows: list[tuple], markdown: bool = False) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(row) + " |" for row in rows]
+        lines.insert(1, "|" + "|".join("---" for _ in rows[0]) + "|")
+        return "\n".join(lines)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
