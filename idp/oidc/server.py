@@ -21,7 +21,7 @@ from . import endpoints, grants, tokens
 from .registry import CLIENT_CACHE_KEY, find_client, forget_cached_client
 
 #: How long a worker may keep using a client's settings after an admin changed them elsewhere.
-CLIENT_CACHE_SECONDS = 30
+CLIENT_CACHE_SECONDS = 10
 _SERVER_KEY = "idp_oidc_server"
 
 
