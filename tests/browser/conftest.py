@@ -181,6 +181,26 @@ def page_without_js(request, chromium, demo):
     context.close()
 
 
+#: GOV.UK's large buttons (40px high) and WCAG 2.2's 24px minimum for radios and checkboxes.
+SMALL_TARGETS_JS = """() => {
+    const small = [];
+    const visible = (el) => el.offsetParent !== null;
+    for (const el of document.querySelectorAll('main button, main .button, main input[type=submit]')) {
+        const box = el.getBoundingClientRect();
+        if (visible(el) && (box.height < 40 || parseFloat(getComputedStyle(el).fontSize) < 16)) {
+            small.push(`${el.textContent.trim()}: ${Math.round(box.width)}x${Math.round(box.height)}`);
+        }
+    }
+    for (const el of document.querySelectorAll('main input[type=radio], main input[type=checkbox]')) {
+        const box = el.getBoundingClientRect();
+        if (visible(el) && (box.height < 24 || box.width < 24)) {
+            small.push(`${el.id || el.name}: ${Math.round(box.width)}x${Math.round(box.height)}`);
+        }
+    }
+    return small;
+}"""
+
+
 @pytest.fixture(scope="session")
 def axe_source() -> str:
     return AXE_JS.read_text()
@@ -188,7 +208,8 @@ def axe_source() -> str:
 
 @pytest.fixture
 def axe_check(axe_source):
-    """axe_check(page): no serious or critical axe-core violations on the page shown.
+    """axe_check(page): no serious or critical axe-core violations on the page shown,
+    and buttons, radios and checkboxes big enough to hit.
 
     axe is evaluated through the DevTools protocol, which our pages' CSP
     (script-src 'self') does not govern, so the CSP stays on while checking."""
@@ -218,5 +239,7 @@ def axe_check(axe_source):
                 print(f"axe-core (minor or moderate) on {page.url}: " + json.dumps(results))
         serious = [v for v in results if v["impact"] in ("serious", "critical")]
         assert not serious, f"axe-core on {page.url}:\n" + json.dumps(serious, indent=2)
+        small = page.evaluate(SMALL_TARGETS_JS)
+        assert not small, f"controls smaller than GOV.UK's large targets on {page.url}: {small}"
 
     return check

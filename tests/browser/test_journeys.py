@@ -25,6 +25,24 @@ def sign_in_at_idp(page, email: str, password: str) -> None:
     page.get_by_role("button", name="Login").click()
 
 
+def expect_error_summary(page, *messages: str) -> None:
+    """GOV.UK's error summary: above the heading, each message a link to its field."""
+    summary = page.locator(".error-summary")
+    expect(summary).to_be_visible()
+    expect(summary.locator("h2")).to_have_text("There is a problem")
+    for message in messages:
+        expect(summary).to_contain_text(message)
+    assert page.evaluate("""() => {
+        const summary = document.querySelector('.error-summary'), h1 = document.querySelector('main h1');
+        return !!(summary.compareDocumentPosition(h1) & Node.DOCUMENT_POSITION_FOLLOWING);
+    }"""), "the error summary must come before the page heading"
+    links = summary.locator("a")
+    assert links.count() > 0, "the error summary must link to the fields"
+    for href in links.evaluate_all("(links) => links.map((a) => a.getAttribute('href'))"):
+        assert href.startswith("#") and page.locator(href).count() == 1, f"{href} leads to no field"
+        expect(page.locator(f"{href}-error-1, {href} .error-message").first).to_be_visible()
+
+
 def expect_signed_in_at_app(page, app_home: str, name: str, tenant: str) -> None:
     expect(page).to_have_url(app_home)
     expect(page.locator("h1")).to_have_text(f"Signed in as {name}")
@@ -68,11 +86,9 @@ def test_identity_login_at_the_school_without_sso_users_shows_no_provider_switch
 
     # A wrong password: GOV.UK error summary at the top, its link leading to the field.
     sign_in_at_idp(page, PAT, "Not-The-Password-1!")
-    summary = page.locator(".error-summary")
-    expect(summary).to_contain_text("There is a problem")
-    expect(summary).to_contain_text("Your email address or password was incorrect")
+    expect_error_summary(page, "Your email address or password was incorrect")
     axe_check(page)
-    summary.get_by_role("link").first.click()
+    page.locator(".error-summary a").first.click()
     expect(page.locator("#email")).to_be_focused()
 
     page.locator("#password").fill(demo.password)
@@ -87,7 +103,7 @@ def test_forgotten_password_link_from_the_outbox_sets_a_password_that_meets_the_
     expect(header(page)).to_contain_text("Riverside Academy")
     axe_check(page)
     page.get_by_role("button", name="Reset Password").click()
-    expect(page.locator(".error-summary")).to_be_visible()
+    expect_error_summary(page)
     axe_check(page)
 
     page.get_by_label("Email address").fill(PAT)
@@ -104,8 +120,7 @@ def test_forgotten_password_link_from_the_outbox_sets_a_password_that_meets_the_
     page.locator("#password").fill("password")
     page.locator("#confirm").fill("password")
     page.get_by_role("button", name="Save password").click()
-    summary = page.locator(".error-summary")
-    expect(summary).to_be_visible()
+    expect_error_summary(page, "capital letter", "special character")
     expect(page.locator("#password-rules li[data-rule=capital]")).not_to_have_class(re.compile(r"\bmet\b"))
     axe_check(page)
 
@@ -133,7 +148,7 @@ def test_two_factor_enrolment_then_login_with_a_code(page, demo, axe_check):
     totp = pyotp.TOTP(secret)
     page.locator("#code").fill("000000" if totp.at(clock.timestamp()) != "000000" else "111111")
     page.get_by_role("button", name="Confirm security key").click()
-    expect(page.locator(".error-summary")).to_be_visible()
+    expect_error_summary(page)
     axe_check(page)
     page.locator("#code").fill(totp.at(clock.timestamp()))
     page.get_by_role("button", name="Confirm security key").click()
@@ -168,8 +183,7 @@ def test_admin_adds_a_user_and_assigns_a_provider(page, demo, axe_check):
     page.get_by_role("link", name="Add a user").click()
     axe_check(page)
     page.get_by_role("button", name="Add user").click()
-    summary = page.locator(".error-summary")
-    expect(summary).to_contain_text("Enter the user's email address")
+    expect_error_summary(page, "Enter the user's email address", "Enter the user's name")
     axe_check(page)
 
     page.get_by_label("Email address").fill("jo.brown@oakwood.example.org")
@@ -253,7 +267,7 @@ def test_login_and_password_reset_work_without_javascript(page_without_js, demo)
     expect(header(page)).to_contain_text("Oakwood Primary School")
     page.get_by_role("link", name="Login using your CPOMS SSO account").click()
     sign_in_at_idp(page, SAM, "wrong-password")
-    expect(page.locator(".error-summary")).to_contain_text("Your email address or password was incorrect")
+    expect_error_summary(page, "Your email address or password was incorrect")
 
     page.get_by_role("link", name=re.compile("Forgotten your password")).click()
     page.get_by_label("Email address").fill(SAM)
@@ -265,7 +279,7 @@ def test_login_and_password_reset_work_without_javascript(page_without_js, demo)
     page.locator("#password").fill("short")
     page.locator("#confirm").fill("short")
     page.get_by_role("button", name="Save password").click()
-    expect(page.locator(".error-summary")).to_be_visible()
+    expect_error_summary(page, "at least 8 characters")
     page.locator("#password").fill(NEW_PASSWORD)
     page.locator("#confirm").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Save password").click()
