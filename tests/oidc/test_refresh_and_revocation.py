@@ -175,3 +175,14 @@ def test_public_client_cannot_introspect(browser, public_rp, world, frozen_clock
 
 def test_introspection_without_token_parameter_is_invalid_request(oakwood_rp, world):
     assert oakwood_rp.post("/introspect", {}).get_json()["error"] == "invalid_request"
+
+
+def test_unknown_token_type_hint_is_ignored(browser, oakwood_rp, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    tokens = oakwood_rp.tokens()
+    assert introspect(oakwood_rp, tokens["access_token"], token_type_hint="id_token").get_json()["active"] is True
+    # A wrong hint still finds the token (RFC 7009 2.1: the search extends to every type).
+    response = oakwood_rp.post("/revoke", {"token": tokens["refresh_token"], "token_type_hint": "access_token"})
+    assert response.status_code == 200
+    assert introspect(oakwood_rp, tokens["refresh_token"]).get_json() == {"active": False}
+    assert oakwood_rp.post("/revoke", {"token": "x", "token_type_hint": "banana"}).status_code == 200
