@@ -25,10 +25,12 @@ def sign_in_at_idp(page, email: str, password: str) -> None:
     page.get_by_role("button", name="Login").click()
 
 
-def expect_error_summary(page, *messages: str) -> None:
-    """GOV.UK's error summary: above the heading, each message a link to its field."""
+def expect_error_summary(page, *messages: str, javascript: bool = True) -> None:
+    """GOV.UK's error summary: above the heading, focused (with JavaScript), each message a link to its field."""
     summary = page.locator(".error-summary")
     expect(summary).to_be_visible()
+    if javascript:
+        expect(summary).to_be_focused()
     expect(summary.locator("h2")).to_have_text("There is a problem")
     for message in messages:
         expect(summary).to_contain_text(message)
@@ -267,7 +269,7 @@ def test_login_and_password_reset_work_without_javascript(page_without_js, demo)
     expect(header(page)).to_contain_text("Oakwood Primary School")
     page.get_by_role("link", name="Login using your CPOMS SSO account").click()
     sign_in_at_idp(page, SAM, "wrong-password")
-    expect_error_summary(page, "Your email address or password was incorrect")
+    expect_error_summary(page, "Your email address or password was incorrect", javascript=False)
 
     page.get_by_role("link", name=re.compile("Forgotten your password")).click()
     page.get_by_label("Email address").fill(SAM)
@@ -279,7 +281,7 @@ def test_login_and_password_reset_work_without_javascript(page_without_js, demo)
     page.locator("#password").fill("short")
     page.locator("#confirm").fill("short")
     page.get_by_role("button", name="Save password").click()
-    expect_error_summary(page, "at least 8 characters")
+    expect_error_summary(page, "at least 8 characters", javascript=False)
     page.locator("#password").fill(NEW_PASSWORD)
     page.locator("#confirm").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Save password").click()
