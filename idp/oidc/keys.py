@@ -23,6 +23,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock
+from ..errors import Conflict
 from ..extensions import db
 from ..models import SigningKey
 
@@ -147,7 +148,11 @@ def rotate_signing_key() -> SigningKey:
     next_id = (db.session.scalar(select(func.max(SigningKey.id))) or 0) + 1
     key = SigningKey(id=next_id, kid=kid, alg=ALG, private_jwk=private, created_at=now)
     db.session.add(key)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("Another key rotation finished at the same moment; run the command again") from None
     forget_cached_keys()
     return key
 

@@ -324,8 +324,8 @@ def end_session():
     except OAuth2Error as error:
         # RP-Initiated Logout 4: on errors, no redirection; tell the person instead.
         return render_template(
-            "oidc/error.html", error=error.error, description=error.get_error_description(),
-            title="We could not sign you out from that link",
+            "oidc/logout_error.html", error=error.error, description=error.get_error_description(),
+            signed_in=session.current_sign_in() is not None,
         ), 400
 
     # Without an id_token_hint anyone could link here: ask the person before signing them out.

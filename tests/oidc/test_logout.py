@@ -83,6 +83,11 @@ def test_forged_id_token_hint_is_an_error_page_without_redirect(browser, oakwood
     response = end_session(browser, id_token_hint=forged, post_logout_redirect_uri="https://oakwood.example/bye")
     assert response.status_code == 400 and "Location" not in response.headers
     assert is_signed_in(browser)
+    # The person can still sign out on purpose.
+    page = response.get_data(as_text=True)
+    assert "We could not sign you out from that link" in page
+    browser.client.post("/logout", data={"csrf_token": csrf_token_from(page)})
+    assert not is_signed_in(browser)
 
 
 def test_client_id_must_match_the_hints_audience(browser, oakwood_rp, staffsafe_rp, world, frozen_clock):
