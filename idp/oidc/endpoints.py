@@ -1,5 +1,6 @@
 """authlib endpoints, filled in: revocation (RFC 7009), introspection (RFC 7662),
-RP-initiated logout (end_session) and the bearer-token check behind userinfo."""
+RP-initiated logout (end_session), the bearer-token check behind userinfo, and
+dynamic client registration (RFC 7591) with its management endpoint (RFC 7592)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc import registration as oidc_registration
-from joserfc import jws
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from authlib.oidc.rpinitiated import registration as rpinitiated_registration
 from flask import current_app
+from joserfc import jws
 
 from .. import audit, clock
 from ..accounts import directory
@@ -69,14 +70,14 @@ class TokenIntrospection(IntrospectionEndpoint):
 
     def create_introspection_payload(self, token):
         if token is not None:
-            tenant = _token_tenant(token.row)
+            tenant = token_tenant(token.row)
             if tenant is None or directory.active_membership(token.row.account, tenant) is None:
                 return {"active": False}
         return super().create_introspection_payload(token)
 
     def introspect_token(self, token):
         row = token.row
-        tenant = _token_tenant(row)
+        tenant = token_tenant(row)
         payload = {
             "active": True,
             "scope": row.scope,
@@ -93,7 +94,8 @@ class TokenIntrospection(IntrospectionEndpoint):
         return {k: v for k, v in payload.items() if v is not None}
 
 
-def _token_tenant(row):
+def token_tenant(row):
+    """The tenant a token was issued for, through the account's (eagerly loaded) membership."""
     membership = row.account.membership_in(row.tenant_id)
     return membership.tenant if membership else None
 
@@ -141,7 +143,7 @@ class AccessTokenValidator(BearerTokenValidator):
     def validate_token(self, token, scopes, request):
         super().validate_token(token, scopes, request)
         # A member removed from the school loses access at once, not when the token expires.
-        tenant = _token_tenant(token)
+        tenant = token_tenant(token)
         if tenant is None or directory.active_membership(token.account, tenant) is None:
             raise InvalidTokenError(realm=self.realm)
 

@@ -1,5 +1,5 @@
 """The OpenID Connect blueprint: discovery, JWKS, authorize, token, userinfo,
-revocation, introspection and RP-initiated logout.
+revocation, introspection, RP-initiated logout and dynamic client registration.
 
 Protocol work is authlib's (server.py, grants.py, endpoints.py); these views
 hand the browser to the tenant's own sign-in pages (auth/, account/) and back.
@@ -32,7 +32,7 @@ from ..accounts import directory, mfa
 from ..auth import session
 from ..extensions import csrf, db
 from . import claims, keys
-from .endpoints import _token_tenant
+from .endpoints import token_tenant
 from .metadata import PATHS, PUBLIC_CACHE, provider_metadata
 from .server import authorization_server, init_app, require_oauth
 
@@ -296,7 +296,7 @@ def userinfo():
         access = require_oauth.acquire_token(["openid"])
     except OAuth2Error as error:
         return _bearer_error(error)
-    info = claims.user_info(access.account, _token_tenant(access), access.scope)
+    info = claims.user_info(access.account, token_tenant(access), access.scope)
     response = current_app.response_class(json.dumps(dict(info)), mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
