@@ -4,13 +4,17 @@ every page they see (no serious or critical accessibility violations)."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pyotp
+import pytest
 from playwright.sync_api import expect
 
 from idp import clock
 
 from tests.browser.conftest import ALEX, PAT, SAM
+
+pytestmark = pytest.mark.browser
 
 NEW_PASSWORD = "Blue-Kettle-Orbit-93!"
 
@@ -261,6 +265,22 @@ def test_error_pages_are_accessible(page, demo, axe_check):
     assert response.status in (200, 404, 410)
     expect(page.locator("h1")).to_be_visible()
     axe_check(page)
+
+
+def test_a_link_opened_after_midnight_has_expired_and_offers_a_new_one(page, demo, axe_check, frozen_clock):
+    page.goto(f"{demo.idp}/t/riverside/forgot-password")
+    page.get_by_label("Email address").fill(PAT)
+    page.get_by_role("button", name="Reset Password").click()
+    link = demo.link_in_last_mail_to(PAT)
+
+    frozen_clock.advance(timedelta(days=1))
+    page.goto(link)
+    expect(page.locator("h1")).to_have_text("This link has expired")
+    expect(header(page)).to_contain_text("Riverside Academy")
+    axe_check(page)
+    page.get_by_role("button", name="Send a new link").click()
+    axe_check(page)
+    assert demo.link_in_last_mail_to(PAT) != link
 
 
 def test_login_and_password_reset_work_without_javascript(page_without_js, demo):
