@@ -318,7 +318,9 @@ def process_tree_cpu(root_pid: int) -> float:
         except OSError:
             continue
         parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        # utime + stime, plus cutime + cstime: the CPU of children it has reaped (ended gunicorn
+        # workers, closed PostgreSQL backends), which would otherwise vanish from the total.
+        times[int(entry)] = sum(int(x) for x in fields[11:15]) / tick
     tree, frontier = {root_pid}, [root_pid]
     while frontier:
         parent = frontier.pop()

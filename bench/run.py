@@ -126,6 +126,8 @@ def gunicorn(instance: Path, database_url: str, port: int, *, workers: int, work
                "--worker-class", worker_class, "--backlog", "2048", "--log-level", "warning",
                # Longer than any pause between workloads, so a reused keep-alive connection is never stale.
                "--keep-alive", "120",
+               # Worker heartbeats in memory, not on disk.
+               "--worker-tmp-dir", "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir(),
                "--chdir", str(PROJECT_ROOT)]
     if worker_class == "gthread":
         command += ["--threads", str(threads)]
