@@ -27,6 +27,9 @@ def test_healthz_answers_200_when_the_database_answers(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["status"] == "ok"
+    # Load balancers poll it every few seconds: no session, nothing cached.
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 @pytest.mark.parametrize("broken_url", [

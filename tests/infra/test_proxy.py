@@ -109,3 +109,27 @@ def test_sign_in_works_over_https_behind_the_proxy(app, client, world, app_overr
     assert response.status_code == 302
     cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("idp_session="))
     assert "Secure" in cookie
+
+
+@pytest.mark.parametrize("app_overrides", [{}, TRUSTED])
+def test_discovery_names_the_issuer_whatever_host_the_request_claims(client, app, app_overrides):
+    issuer = app.config["SETTINGS"].issuer
+    document = client.get("/.well-known/openid-configuration",
+                          headers={**PROXY_HEADERS, "X-Forwarded-Host": "evil.example", "Host": "evil2.example"})
+    document = document.get_json()
+    assert document["issuer"] == issuer
+    endpoints = [value for name, value in document.items() if name.endswith(("_endpoint", "_uri"))]
+    assert endpoints and all(url.startswith(issuer + "/") for url in endpoints)
+
+
+@pytest.mark.parametrize("app_overrides", [{"trusted_proxies": 1, "issuer": "https://schools.example/idp"}])
+def test_a_trusted_proxy_may_mount_the_idp_under_a_path(client, world, app_overrides):
+    # X-Forwarded-Prefix: the proxy serves the IdP at https://schools.example/idp/...
+    response = client.get(
+        "/authorize",
+        query_string={"response_type": "code", "client_id": world.oakwood_app.client_id,
+                      "redirect_uri": "https://oakwood.example/callback", "scope": "openid"},
+        headers={**PROXY_HEADERS, "X-Forwarded-Host": "schools.example", "X-Forwarded-Prefix": "/idp"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/idp/t/oakwood/login")
