@@ -22,7 +22,6 @@ from werkzeug.serving import make_server
 
 from clients.rp import create_rp_app
 from idp.demo import DEMO_PASSWORD, clients_file_path, load_demo_data
-from tests.servers import free_port
 
 CHROMIUM = os.environ.get("IDP_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,8 +34,6 @@ ARTIFACTS = HERE.parent / "artifacts"
 #: Playwright's own waits (milliseconds): generous for a loaded 2-core machine, short enough to fail fast.
 TIMEOUT_MS = 15_000
 
-IDP_PORT = free_port()
-IDP = f"http://127.0.0.1:{IDP_PORT}"
 SAM = "sam.jones@example.org"  # CPOMS SSO: oakwood, elmfield, oakwood-trust (StaffSafe)
 ALEX = "alex.head@oakwood.example.org"  # CPOMS Identity admin of oakwood
 PAT = "pat.lee@riverside.example.org"  # CPOMS Identity at riverside, a school with no SSO users
@@ -70,22 +67,40 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
+class LocalServer:
+    """A threaded werkzeug server whose port is bound at once (no other process can take it
+    between choosing and serving), so its URL can go into settings before the app exists."""
+
+    def __init__(self) -> None:
+        self.app = None
+        self._server = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.port}"
+
+    def _dispatch(self, environ, start_response):
+        return self.app(environ, start_response)
+
+    @contextmanager
+    def serving(self, wsgi_app):
+        self.app = wsgi_app
+        thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            thread.join(timeout=10)
+            self._server.server_close()
+
+
 @pytest.fixture
-def app_overrides():
+def idp_server():
+    return LocalServer()
+
+
+@pytest.fixture
+def app_overrides(idp_server):
     # The issuer must be the URL the browser (and the relying parties) use.
-    return {"issuer": IDP, "mail_url": "outbox"}
-
-
-@contextmanager
-def serving(wsgi_app, port: int):
-    server = make_server("127.0.0.1", port, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    return {"issuer": idp_server.url, "mail_url": "outbox"}
 
 
 @dataclass
@@ -115,18 +130,16 @@ class Demo:
 
 
 @pytest.fixture
-def demo(app) -> Demo:
-    school_port, staffsafe_port = free_port(), free_port()
-    school, staffsafe = f"http://127.0.0.1:{school_port}", f"http://127.0.0.1:{staffsafe_port}"
-    load_demo_data(school_app_url=school, staffsafe_app_url=staffsafe)
+def demo(app, idp_server) -> Demo:
+    school, staffsafe = LocalServer(), LocalServer()
+    load_demo_data(school_app_url=school.url, staffsafe_app_url=staffsafe.url)
+    clients = clients_file_path()
     with ExitStack() as stack:
-        stack.enter_context(serving(app, IDP_PORT))
-        clients = clients_file_path()
-        stack.enter_context(serving(create_rp_app("school", "CPOMS demo school app", clients_file=clients),
-                                    school_port))
-        stack.enter_context(serving(create_rp_app("staffsafe", "StaffSafe demo app", clients_file=clients),
-                                    staffsafe_port))
-        yield Demo(idp=IDP, school=school, staffsafe=staffsafe, outbox=app.config["SETTINGS"].outbox_path)
+        stack.enter_context(idp_server.serving(app))
+        stack.enter_context(school.serving(create_rp_app("school", "CPOMS demo school app", clients_file=clients)))
+        stack.enter_context(staffsafe.serving(create_rp_app("staffsafe", "StaffSafe demo app", clients_file=clients)))
+        yield Demo(idp=idp_server.url, school=school.url, staffsafe=staffsafe.url,
+                   outbox=app.config["SETTINGS"].outbox_path)
 
 
 @pytest.fixture(scope="session")
