@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from flask import session
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from .. import clock
 from ..extensions import db, login_manager
@@ -36,7 +38,14 @@ def _load_account(login_id: str) -> Account | None:
         account_id, epoch = (int(part) for part in login_id.split(".", 1))
     except ValueError:
         return None
-    account = db.session.get(Account, account_id)
+    # One statement: the account with its memberships (and their tenants), which authorize needs next.
+    account = (
+        db.session.scalars(
+            select(Account).where(Account.id == account_id).options(joinedload(Account.memberships))
+        )
+        .unique()
+        .first()
+    )
     if account is None or account.session_epoch != epoch or account.retired:
         return None
     return account

@@ -59,4 +59,4 @@ def test_authorize_with_a_live_session(browser, oakwood_rp, world, frozen_clock)
     # signed-in account (auth.session) and asking the 2FA policy (accounts.mfa).
     inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
     assert len(inserts) == 1 and "authorization_codes" in inserts[0]
-    assert counter.count <= 4, statements
+    assert counter.count <= 3, statements
