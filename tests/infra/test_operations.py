@@ -109,3 +109,29 @@ def test_session_cookie_is_not_secure_on_a_local_http_issuer(client, world, app_
     cookie = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("idp_session="))
     assert "Secure" not in cookie
     assert "Strict-Transport-Security" not in response.headers
+
+
+def test_workers_starting_together_generate_one_shared_secret_key(tmp_path):
+    # Without IDP_SECRET_KEY each gunicorn worker makes the instance's key on boot; if two
+    # wrote different keys, a session signed by one worker would be rejected by the next.
+    import threading
+
+    from idp.config import Settings
+
+    settings = Settings.from_env({"instance_path": tmp_path})
+    start = threading.Barrier(8)
+    keys = []
+
+    def boot():
+        start.wait()
+        keys.append(settings.with_generated_secret().secret_key)
+
+    threads = [threading.Thread(target=boot) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 8 and len(set(keys)) == 1
+    assert (tmp_path / "secret_key").read_text().strip() == keys[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no drafts left behind
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
