@@ -17,9 +17,13 @@ max_requests_jitter = 1000
 
 def on_starting(server):
     """Refuse unsafe production settings once, in the master, before any worker boots."""
-    from idp.config import Settings
+    from idp.config import Settings, UnsafeForProduction
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except UnsafeForProduction as refused:
+        print(f"Error: {refused}", file=sys.stderr)
+        sys.exit(1)
     problems = settings.problems_for_production() if settings.is_production else []
     if problems:
         print("Error: Refusing to start in production mode: " + "; ".join(problems), file=sys.stderr)

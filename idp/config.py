@@ -34,9 +34,9 @@ def _env_bool(name: str, default: bool) -> bool:
 class UnsafeForProduction(RuntimeError):
     """IDP_ENV=production with settings that must not serve real users."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], when: str = " in production mode"):
         self.problems = problems
-        super().__init__("Refusing to start in production mode: " + "; ".join(problems))
+        super().__init__(f"Refusing to start{when}: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,9 @@ class Settings:
         if isinstance(values["instance_path"], str):
             values["instance_path"] = Path(values["instance_path"])
         settings = cls(**values)
+        if settings.env not in ("development", "production"):
+            # A typo ("prod") must not quietly start a development server with a generated key.
+            raise UnsafeForProduction([f"IDP_ENV must be development or production (it is {settings.env!r})"], when="")
         if not settings.database_url:
             settings = replace(
                 settings, database_url=f"sqlite:///{Path(settings.instance_path) / 'idp.sqlite3'}"

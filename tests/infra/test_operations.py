@@ -63,6 +63,11 @@ def test_production_mode_refuses_unsafe_setting_and_says_which(tmp_path, unsafe,
     assert says in str(refused.value)
 
 
+def test_an_unknown_idp_env_is_refused_rather_than_taken_for_development(tmp_path):
+    with pytest.raises(UnsafeForProduction, match="IDP_ENV must be development or production"):
+        create_app({"env": "prod", "instance_path": tmp_path})
+
+
 def test_development_mode_is_not_refused(tmp_path):
     create_app({"instance_path": tmp_path, "issuer": "http://127.0.0.1:5000"})
 
