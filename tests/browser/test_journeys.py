@@ -36,6 +36,7 @@ def expect_error_summary(page, *messages: str, javascript: bool = True) -> None:
     if javascript:
         expect(summary).to_be_focused()
     expect(summary.locator("h2")).to_have_text("There is a problem")
+    expect(page).to_have_title(re.compile(r"^Error: "))
     for message in messages:
         expect(summary).to_contain_text(message)
     assert page.evaluate("""() => {
@@ -63,6 +64,7 @@ def test_one_sso_sign_in_opens_a_second_school_and_staffsafe_without_a_password(
     expect(page).to_have_url(re.compile(re.escape(f"{demo.idp}/t/oakwood/login")))
     expect(header(page)).to_contain_text("Oakwood Primary School")
     expect(header(page)).to_contain_text("CPOMS")
+    expect(page).to_have_title("Log in – Oakwood Primary School – CPOMS")
     axe_check(page)
     page.get_by_role("link", name="Login using your CPOMS SSO account").click()
     expect(page.locator("p.hint").first).to_contain_text("using your CPOMS SSO account")
@@ -220,7 +222,7 @@ def test_sign_out_everywhere_makes_every_app_ask_for_the_password_again(page, de
     page.locator("#sign-in").click()
     expect(page.locator("h1")).to_have_text("Log in to CPOMS StaffSafe")
     expect(header(page)).to_contain_text("Oakwood Trust StaffSafe")
-    expect(header(page)).to_contain_text("StaffSafe")
+    expect(page).to_have_title("Log in – Oakwood Trust StaffSafe – CPOMS StaffSafe")
     axe_check(page)
     page.get_by_role("link", name="Login using your CPOMS SSO account").click()
     sign_in_at_idp(page, SAM, demo.password)
