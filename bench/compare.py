@@ -102,6 +102,11 @@ def run_both(args, log=print) -> tuple[dict, dict]:
     return ours, theirs
 
 
+def _service_cpu(workload: dict) -> float:
+    cpu = workload.get("cpu_ms_per_iteration", {})
+    return round(sum(v for k, v in cpu.items() if k != "loadgen"), 2)
+
+
 def ratios(ours: dict, peer: dict) -> dict:
     out = {}
     for name, w in ours["workloads"].items():
@@ -113,18 +118,24 @@ def ratios(ours: dict, peer: dict) -> dict:
             if p["throughput_per_s"] else None,
             "p99_ours_over_peer": round(w["p99_ms"] / p["p99_ms"], 2) if p["p99_ms"] else None,
             "errors": {"ours": w["errors"], "peer": p["errors"]},
+            # Robust on a shared machine: the work each iteration costs (ours: gunicorn + database).
+            "cpu_ms_per_iteration": {"ours": _service_cpu(w), "peer": _service_cpu(p)},
         }
+        cpu = out[name]["cpu_ms_per_iteration"]
+        out[name]["cpu_ours_over_peer"] = round(cpu["ours"] / cpu["peer"], 2) if cpu["peer"] else None
     return out
 
 
 def format_ratios(ours: dict, peer: dict, r: dict, markdown: bool = False) -> str:
     rows = [("workload", "ours req/s", "peer req/s", "throughput ours/peer", "ours p99", "peer p99",
-             "p99 ours/peer", "errors ours/peer")]
+             "p99 ours/peer", "CPU ms/iteration ours/peer", "errors ours/peer")]
     for name, x in r.items():
         o, p = ours["workloads"][name], peer["workloads"][name]
+        cpu = x["cpu_ms_per_iteration"]
         rows.append((loadgen.WORKLOAD_TITLES[name], f"{o['throughput_per_s']:.1f}", f"{p['throughput_per_s']:.1f}",
                      f"{x['throughput_ours_over_peer']}x", f"{o['p99_ms']:.1f}", f"{p['p99_ms']:.1f}",
-                     f"{x['p99_ours_over_peer']}x", f"{o['errors']}/{p['errors']}"))
+                     f"{x['p99_ours_over_peer']}x", f"{cpu['ours']:g}/{cpu['peer']:g} = {x['cpu_ours_over_peer']}x",
+                     f"{o['errors']}/{p['errors']}"))
     return loadgen.render_rows(rows, markdown)
 
 
