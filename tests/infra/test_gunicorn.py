@@ -219,6 +219,26 @@ def test_code_flow_crosses_workers(served):
     assert crossed, "no flow was served by more than one worker"
 
 
+def test_a_sign_in_on_one_worker_is_honoured_by_every_worker(served):
+    http = served.session("200")
+    page = http.get(served.url("/t/oakwood/login"), timeout=30)
+    assert post_form(http, page, {"email": "teacher@oakwood.example", "password": PASSWORD},
+                     timeout=30).status_code == 302
+    cookies = http.cookies.get_dict()
+
+    def home(n):
+        visit = served.session(str(201 + n))
+        visit.cookies.update(cookies)
+        return visit.get(served.url("/t/oakwood/"), allow_redirects=False, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        pages = list(pool.map(home, range(18)))
+    assert {page.status_code for page in pages} == {200}
+    assert all("Terry Teacher" in page.text or "teacher@oakwood.example" in page.text for page in pages)
+    served_home = {pid for pid, flow in served.served_by_flow() if 201 <= int(flow) <= 218}
+    assert len(served_home) >= 2, "the signed-in visits should have reached several workers"
+
+
 def test_forwarded_proto_is_not_believed_from_an_untrusted_proxy(served):
     # gunicorn trusts X-Forwarded-Proto from localhost unless told otherwise (gunicorn.conf.py);
     # were it believed, the request would count as https and the referer-less post would be refused.
