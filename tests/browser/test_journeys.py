@@ -47,7 +47,8 @@ def expect_error_summary(page, *messages: str, javascript: bool = True) -> None:
     assert links.count() > 0, "the error summary must link to the fields"
     for href in links.evaluate_all("(links) => links.map((a) => a.getAttribute('href'))"):
         assert href.startswith("#") and page.locator(href).count() == 1, f"{href} leads to no field"
-        expect(page.locator(f"{href}-error-1, {href} .error-message").first).to_be_visible()
+        group = page.locator(".form-group--error", has=page.locator(href))
+        expect(group.locator(".error-message").first).to_be_visible()
 
 
 def expect_signed_in_at_app(page, app_home: str, name: str, tenant: str) -> None:
@@ -207,6 +208,13 @@ def test_admin_adds_a_user_and_assigns_a_provider(page, demo, axe_check):
     expect(page.locator("h1")).to_have_text("Jo Brown")
     axe_check(page)
     provider_form = page.locator("form", has=page.get_by_role("button", name="Change provider"))
+    # A browser cannot clear a radio group by hand; a form sent without a choice must still be explained.
+    provider_form.locator("input[type=radio]").evaluate_all("(radios) => radios.forEach((r) => { r.checked = false; })")
+    page.get_by_role("button", name="Change provider").click()
+    expect_error_summary(page, "Choose an authentication provider")
+    axe_check(page)
+    page.locator(".error-summary").get_by_role("link", name="Choose an authentication provider").click()
+    expect(provider_form.get_by_label("CPOMS Identity", exact=True)).to_be_focused()
     provider_form.get_by_label("CPOMS SSO", exact=True).check()
     page.get_by_role("button", name="Change provider").click()
     expect(page.locator(".notification--success")).to_contain_text("authentication provider was changed")
