@@ -92,6 +92,13 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # idp.extensions enforces foreign keys on SQLite connections, but batch migrations
+            # recreate tables: dropping the old copy would cascade into (or be refused by) its
+            # children. Alembic's advice: migrate with them off.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -100,6 +107,9 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            # Never hand this connection (foreign keys off) back to the application's pool.
+            connection.invalidate()
 
 
 if context.is_offline_mode():

@@ -76,3 +76,57 @@ def test_partial_unique_indexes_allow_same_email_for_identity_and_sso(empty_data
         db.session.flush()
     db.session.rollback()
     assert isinstance(raised.value, IntegrityError) or "already" in str(raised.value).lower()
+
+
+BATCH_MIGRATION = '''"""recreate accounts (test only)"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9999"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def _recreate():
+    # Copying the table is SQLite's way; PostgreSQL alters in place.
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+
+def upgrade():
+    with op.batch_alter_table("accounts", recreate=_recreate()) as batch_op:
+        batch_op.add_column(sa.Column("nickname", sa.String(20)))
+
+
+def downgrade():
+    with op.batch_alter_table("accounts", recreate=_recreate()) as batch_op:
+        batch_op.drop_column("nickname")
+'''
+
+
+def test_a_migration_that_recreates_a_table_keeps_the_rows_that_point_at_it(empty_database, tmp_path):
+    # SQLite alters tables by copying them; with foreign keys enforced, dropping the old
+    # `accounts` would delete every membership (ON DELETE CASCADE) unless migrations turn them off.
+    import shutil
+
+    from sqlalchemy import text
+
+    from idp.accounts.directory import create_account
+    from idp.config import PROJECT_ROOT
+    from idp.tenants import create_tenant
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(PROJECT_ROOT / "migrations", migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    upgrade(directory=str(migrations))
+    tenant = create_tenant(slug="oak", name="Oak School", product="cpoms")
+    create_account(provider="sso", email="a@example.org", tenants=[tenant], name="A")
+    db.session.commit()
+    db.session.remove()
+
+    (migrations / "versions" / "9999_recreate_accounts.py").write_text(BATCH_MIGRATION)
+    upgrade(directory=str(migrations))
+    downgrade(directory=str(migrations), revision="0001")
+    with db.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM memberships")).scalar() == 1
+        if connection.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
