@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pyotp
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from idp import clock
@@ -332,3 +333,40 @@ def test_the_accessibility_check_catches_an_unlabelled_field(page, demo, axe_che
         assert '"id": "label"' in str(failure)
     else:
         raise AssertionError("axe-core did not notice an input without a label")
+
+
+def test_admin_account_and_operator_pages_are_accessible(page, demo, axe_check):
+    page.goto(f"{demo.idp}/t/oakwood/login?provider=identity")
+    sign_in_at_idp(page, ALEX, demo.password)
+    for path in ("/t/oakwood/admin/applications", "/t/oakwood/admin/audit", "/t/oakwood/admin/users/import",
+                 "/account/security?tenant=oakwood"):
+        page.goto(demo.idp + path)
+        expect(page.locator("h1")).to_be_visible()
+        axe_check(page)
+    page.goto(f"{demo.idp}/t/oakwood/admin/applications/new")
+    axe_check(page)
+    page.locator("main form").get_by_role("button").last.click()
+    expect_error_summary(page)
+    axe_check(page)
+
+    page.goto(f"{demo.idp}/t/oakwood/")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("h1")).to_be_visible()
+    axe_check(page)
+
+    # A relying party's logout request without an ID token: the IdP asks before signing out.
+    page.goto(f"{demo.idp}/t/oakwood-trust/login?provider=sso")
+    sign_in_at_idp(page, "ops@cpoms.example.org", demo.password)
+    page.goto(f"{demo.idp}/admin")
+    expect(page.locator("h1")).to_be_visible()
+    axe_check(page)
+    page.goto(f"{demo.idp}/admin/tenants/new")
+    axe_check(page)
+    page.locator("main form").get_by_role("button").last.click()
+    expect_error_summary(page)
+    axe_check(page)
+    end_session = requests.get(f"{demo.idp}/.well-known/openid-configuration", timeout=10).json()[
+        "end_session_endpoint"]
+    page.goto(end_session)
+    expect(page.locator("h1")).to_have_text("Do you want to sign out of CPOMS?")
+    axe_check(page)
