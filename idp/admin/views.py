@@ -11,6 +11,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 
 from ..accounts import mfa
 from ..auth import session
+from ..auth.views import second_factor_redirect
 from ..errors import DomainError, NotAllowed
 from ..extensions import db
 from ..web import client_ip, tenant_or_404
@@ -56,9 +57,10 @@ def tenant_admin(view):
             membership = service.require_tenant_admin(tenant, signed_in.account)
         except NotAllowed as refusal:
             abort(403, description=refusal.message)
-        if mfa.sign_in_requirement(signed_in.account, membership, signed_in.amr) is not None:
+        requirement = mfa.sign_in_requirement(signed_in.account, membership, signed_in.amr)
+        if requirement is not None:
             # The school asks admins for a second factor this sign-in has not given yet.
-            return redirect(url_for("auth.login", slug=tenant.slug, next=request.full_path.rstrip("?")))
+            return second_factor_redirect(requirement, tenant, request.full_path.rstrip("?"))
         g.actor = signed_in.account
         return view(tenant, signed_in.account, **kwargs)
 

@@ -81,6 +81,13 @@ def after_password(account, tenant, provider: str, next_url: str | None):
     return redirect(next_url or url_for("auth.home", slug=tenant.slug))
 
 
+def second_factor_redirect(requirement: str, tenant, next_url: str):
+    """Where a sign-in goes to meet `mfa.sign_in_requirement`: the code page, or enrolment."""
+    if requirement == "verify":
+        return redirect(url_for("auth.second_factor", slug=tenant.slug, next=next_url))
+    return redirect(url_for("account.security", tenant=tenant.slug, next=next_url))
+
+
 @bp.route("/t/<slug>/")
 def home(slug: str):
     tenant = tenant_or_404(slug)

@@ -30,6 +30,7 @@ from wtforms.validators import ValidationError
 from .. import clock
 from ..accounts import directory, mfa
 from ..auth import session
+from ..auth.views import second_factor_redirect
 from ..extensions import csrf, db
 from . import claims, keys
 from .endpoints import token_tenant
@@ -195,9 +196,7 @@ def authorize():
     if requirement in ("verify", "enrol"):
         if "none" in prompts:
             return refuse(InteractionRequiredError)
-        if requirement == "verify":
-            return redirect(url_for("auth.second_factor", slug=tenant.slug, next=_authorize_url()))
-        return redirect(url_for("account.security", tenant=tenant.slug, next=_authorize_url()))
+        return second_factor_redirect(requirement, tenant, _authorize_url())
 
     # First-party school applications: consent is implied by the school, not asked.
     oauth_request.idp_sign_in = signed_in
