@@ -106,7 +106,9 @@ def test_identity_login_at_the_school_without_sso_users_shows_no_provider_switch
     expect_signed_in_at_app(page, f"{demo.school}/riverside/", "Pat Lee", "riverside")
 
 
-def test_forgotten_password_link_from_the_outbox_sets_a_password_that_meets_the_policy(page, demo, axe_check):
+def test_forgotten_password_link_from_the_outbox_sets_a_password_that_meets_the_policy(
+        page, demo, axe_check, frozen_clock):
+    # The clock is frozen at 09:00 in London: a link sent just before midnight must not expire mid-test.
     page.goto(f"{demo.idp}/t/riverside/login")
     page.get_by_role("link", name=re.compile("Forgotten your password")).click()
     expect(page.locator("h1")).to_contain_text("Forgotten your password")
@@ -294,7 +296,8 @@ def test_a_link_opened_after_midnight_has_expired_and_offers_a_new_one(page, dem
     assert demo.link_in_last_mail_to(PAT) != link
 
 
-def test_login_and_password_reset_work_without_javascript(page_without_js, demo):
+def test_login_and_password_reset_work_without_javascript(page_without_js, demo, frozen_clock):
+    # frozen_clock: 09:00 in London, far from the reset link's midnight expiry.
     page = page_without_js
     page.goto(f"{demo.idp}/t/oakwood/login")
     expect(header(page)).to_contain_text("Oakwood Primary School")
