@@ -10,9 +10,6 @@ forwarded_allow_ips = ""
 # gunicorn >= 23 opens a control socket in $HOME by default: several instances on one host
 # would fight over it, and operators manage workers with signals anyway.
 control_socket_disable = True
-# Workers share nothing in memory, so a restart or a recycled worker loses nothing.
-max_requests = 10000
-max_requests_jitter = 1000
 
 
 def on_starting(server):
