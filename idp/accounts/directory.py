@@ -86,6 +86,21 @@ def tenant_has_sso_members(tenant: Tenant) -> bool:
     )
 
 
+def page_provider(tenant: Tenant, requested: str | None) -> tuple[str, bool]:
+    """The provider a tenant's login and reset pages show, and whether they offer the switch.
+
+    The switch exists only where the tenant has SSO members (help page). Unless the
+    person chose, a tenant whose members are all SSO (typically StaffSafe) opens on SSO."""
+    if not tenant_has_sso_members(tenant):
+        return "identity", False
+    if requested in PROVIDERS:
+        return requested, True
+    has_identity = db.session.scalar(
+        select(exists().where(Account.provider == "identity", Account.tenant_id == tenant.id))
+    )
+    return ("identity" if has_identity else "sso"), True
+
+
 def create_account(
     *,
     provider: str,

@@ -13,19 +13,11 @@ from .forms import LoginForm
 bp = Blueprint("auth", __name__)
 
 
-def selected_provider(tenant, requested: str | None, has_sso: bool) -> str:
-    """The provider the page shows: SSO only where the tenant has SSO members."""
-    if requested == "sso" and has_sso:
-        return "sso"
-    return "identity"
-
-
 @bp.route("/t/<slug>/login", methods=["GET", "POST"])
 def login(slug: str):
     tenant = tenant_or_404(slug)
-    has_sso = directory.tenant_has_sso_members(tenant)
     form = LoginForm()
-    provider = selected_provider(tenant, form.provider.data or request.args.get("provider"), has_sso)
+    provider, has_sso = directory.page_provider(tenant, form.provider.data or request.args.get("provider"))
     next_url = safe_next(form.next.data or request.args.get("next"))
     error = None
 

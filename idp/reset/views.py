@@ -18,18 +18,13 @@ bp = Blueprint("reset", __name__)
 PASSWORD_SET_MESSAGE = "Your new password has been saved. You can now log in with it."
 
 
-def _provider(requested: str | None, has_sso: bool) -> str:
-    return "sso" if requested == "sso" and has_sso else "identity"
-
-
 @bp.route("/t/<slug>/forgot-password", methods=["GET", "POST"])
 def forgot_password(slug: str):
     tenant = tenant_or_404(slug)
-    has_sso = directory.tenant_has_sso_members(tenant)
     form = ForgotPasswordForm()
     if request.method == "GET":
         form.provider.data = request.args.get("provider")
-    form.provider.data = _provider(form.provider.data, has_sso)
+    form.provider.data, has_sso = directory.page_provider(tenant, form.provider.data)
     status, unknown_email = 200, False
 
     if request.method == "POST" and form.validate():
@@ -93,10 +88,10 @@ def reset_password(token: str):
 def _expired_page(link):
     form = ForgotPasswordForm(formdata=None)
     tenant = link.tenant if link is not None else None
-    has_sso = tenant is not None and directory.tenant_has_sso_members(tenant)
+    has_sso = False
     if link is not None:
         form.email.data = link.account.email
-        form.provider.data = _provider(link.account.provider, has_sso)
+        form.provider.data, has_sso = directory.page_provider(tenant, link.account.provider)
     return render_template("reset/link_expired.html", tenant=tenant, form=form, has_sso=has_sso,
                            provider_hints=PROVIDER_HINTS), 410
 

@@ -102,3 +102,14 @@ def test_next_must_be_a_local_path(browser, world):
     response = browser.login("beech", "pat.lee@example.org", PASSWORD, next_url="https://evil.example/")
     assert response.status_code == 302
     assert response.headers["Location"] == "/t/beech/"
+
+
+def test_a_tenant_whose_members_are_all_sso_opens_on_sso(client, world):
+    html = client.get("/t/oakwood-staffsafe/login").get_data(as_text=True)
+    assert 'name="provider" type="hidden" value="sso"' in html
+    assert "Login using your CPOMS Identity account" in html
+
+
+def test_a_mixed_school_opens_on_identity(client, world):
+    html = client.get("/t/oakwood/login").get_data(as_text=True)
+    assert "Login using your CPOMS SSO account" in html
