@@ -6,12 +6,30 @@ every worker sees the same counts. Only failures are counted for login and
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import current_app
 from limits import parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
 
 from .extensions import limiter
+
+
+log = logging.getLogger(__name__)
+
+# When the shared store (Redis) is unreachable, each process keeps counting on its
+# own rather than failing every sign-in with an error or dropping the throttle.
+_fallback = FixedWindowRateLimiter(MemoryStorage())
+
+
+def _attempt(method: str, item, *identifiers):
+    try:
+        return getattr(limiter.limiter, method)(item, *identifiers)
+    except Exception:  # any storage failure: redis down, timeout, auth
+        log.warning("rate-limit storage unavailable; counting in this process only", exc_info=True)
+        return getattr(_fallback, method)(item, *identifiers)
 
 
 @dataclass(frozen=True)
@@ -30,19 +48,19 @@ class Throttle:
     def is_blocked(self, *key: str) -> bool:
         if not self._enabled():
             return False
-        return any(not limiter.limiter.test(item, self.name, *key) for item in self._items())
+        return any(not _attempt("test", item, self.name, *key) for item in self._items())
 
     def hit(self, *key: str) -> None:
         if not self._enabled():
             return
         for item in self._items():
-            limiter.limiter.hit(item, self.name, *key)
+            _attempt("hit", item, self.name, *key)
 
     def clear(self, *key: str) -> None:
         if not self._enabled():
             return
         for item in self._items():
-            limiter.limiter.clear(item, self.name, *key)
+            _attempt("clear", item, self.name, *key)
 
 
 #: Failed password attempts against one account on one tenant's page.
