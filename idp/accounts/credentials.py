@@ -39,12 +39,7 @@ def change_password(
         )
     now = clock.now()
     directory.set_password_hash(account, passwords.hash_password(new_password))
-    db.session.execute(
-        update(ResetLink)
-        .where(ResetLink.account_id == account.id, ResetLink.used_at.is_(None), ResetLink.invalidated_at.is_(None))
-        .values(invalidated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    void_reset_links(account, at=now)
     db.session.execute(
         update(Token)
         .where(Token.account_id == account.id, Token.revoked_at.is_(None))
@@ -57,3 +52,13 @@ def change_password(
     )
     if commit:
         db.session.commit()
+
+
+def void_reset_links(account: Account, *, at) -> None:
+    """End every outstanding reset link of `account`: its password changed, or the account was retired."""
+    db.session.execute(
+        update(ResetLink)
+        .where(ResetLink.account_id == account.id, ResetLink.used_at.is_(None), ResetLink.invalidated_at.is_(None))
+        .values(invalidated_at=at)
+        .execution_options(synchronize_session=False)
+    )

@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from .. import audit
 from ..extensions import db
 from ..models import Account, AuthorizationCode, Client, Tenant
+from ..oidc import registry
 from .service import revoke_tokens
 
 INITIAL_ACCESS_TOKEN_CREATED = "client.initial_access_token_created"
-
 
 
 def list_clients(tenant: Tenant) -> list[Client]:
@@ -23,9 +23,7 @@ def list_clients(tenant: Tenant) -> list[Client]:
 
 
 def get_client(tenant: Tenant, client_id: str) -> Client:
-    from ..oidc.registry import tenant_client
-
-    return tenant_client(tenant, client_id)
+    return registry.tenant_client(tenant, client_id)
 
 
 def parse_uri_lines(text: str | None) -> list[str]:
@@ -43,9 +41,7 @@ def register_application(
     ip: str | None = None,
 ):
     """Register a client; the returned secret is shown once and only its hash is kept."""
-    from ..oidc.registry import register_client
-
-    registered = register_client(
+    registered = registry.register_client(
         tenant, name=name, redirect_uris=redirect_uris,
         post_logout_redirect_uris=post_logout_redirect_uris, public=public,
     )
@@ -64,11 +60,11 @@ def update_application(
     actor: Account | None,
     ip: str | None = None,
 ) -> Client:
-    from ..oidc.registry import update_client
-
     client = get_client(tenant, client_id)
     before = client.client_metadata
-    update_client(client, name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout_redirect_uris)
+    registry.update_client(
+        client, name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout_redirect_uris
+    )
     after = client.client_metadata
     changed = sorted(k for k in after if after[k] != before[k])
     if changed:
@@ -78,10 +74,8 @@ def update_application(
 
 
 def rotate_application_secret(tenant: Tenant, client_id: str, *, actor: Account | None, ip: str | None = None) -> str:
-    from ..oidc.registry import rotate_secret
-
     client = get_client(tenant, client_id)
-    secret = rotate_secret(client)
+    secret = registry.rotate_secret(client)
     audit.record(audit.CLIENT_CHANGED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
                  changed=["client_secret"])
     return secret
@@ -89,8 +83,6 @@ def rotate_application_secret(tenant: Tenant, client_id: str, *, actor: Account 
 
 def delete_application(tenant: Tenant, client_id: str, *, actor: Account | None, ip: str | None = None) -> None:
     """Delete a client; its live tokens are revoked first so nothing it issued keeps working."""
-    from ..oidc.registry import delete_client
-
     client = get_client(tenant, client_id)
     revoke_tokens(tenant, None, actor=actor, ip=ip, reason="client deleted", client_id=client.client_id)
     db.session.execute(
@@ -100,13 +92,11 @@ def delete_application(tenant: Tenant, client_id: str, *, actor: Account | None,
     )
     audit.record(audit.CLIENT_DELETED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
                  name=client.name)
-    delete_client(client)
+    registry.delete_client(client)
 
 
 def create_initial_access_token(tenant: Tenant, *, actor: Account | None, ip: str | None = None) -> str:
     """A token that lets a dynamic registration (RFC 7591) create a client in this tenant; shown once."""
-    from ..oidc.registry import issue_initial_access_token
-
-    token = issue_initial_access_token(tenant, created_by=actor)
+    token = registry.issue_initial_access_token(tenant, created_by=actor)
     audit.record(INITIAL_ACCESS_TOKEN_CREATED, tenant=tenant, actor=actor, ip=ip)
     return token

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from flask import current_app, render_template
 
+from .. import mail
 from ..errors import DeliveryFailed
 from ..models.accounts import PROVIDER_NAMES
 
@@ -49,8 +50,6 @@ def provider_changed(account, tenant, provider: str) -> EmailMessage:
 
 def send_provider_changed(account, tenant, provider: str) -> bool:
     """Tell the person which login to use from now on. A mail failure does not undo the change."""
-    from .. import mail
-
     try:
         mail.send(provider_changed(account, tenant, provider))
     except DeliveryFailed:

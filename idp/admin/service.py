@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import aliased, lazyload
 
 from .. import audit, clock
-from ..accounts import directory
+from ..accounts import credentials, directory, mfa
 from ..errors import Conflict, DeliveryFailed, InvalidInput, NotAllowed, NotFound
 from ..extensions import db
 from ..models import (
     Account,
     AuditEvent,
-    MfaDevice,
     Membership,
-    RecoveryCode,
-    ResetLink,
     Tenant,
     Token,
     normalise_email,
 )
 from ..models.accounts import PROVIDER_NAMES, PROVIDERS, ROLES
+from ..reset import links
 from . import notices
 
 PER_PAGE = 25
@@ -371,14 +368,7 @@ def invite_account(account: Account, tenant: Tenant, *, actor: Account | None = 
                    ip: str | None = None) -> tuple[bool, str | None]:
     """Send the first-time sign-in link through the shared reset flow (which commits). Returns (sent, problem)."""
     try:
-        from ..reset import links
-    except ImportError:
-        return False, "Invitations cannot be sent yet: the reset flow is not installed."
-    send = getattr(links, "send_invitation", None)
-    if send is None:
-        return False, "Invitations cannot be sent yet: the reset flow is not installed."
-    try:
-        send(account, tenant, requested_by=actor, ip=ip)
+        links.send_invitation(account, tenant, requested_by=actor, ip=ip)
     except DeliveryFailed as error:
         return False, error.message or "The invitation email could not be sent. Try “Send password link” later."
     return True, None
@@ -458,16 +448,10 @@ def _move_membership(membership: Membership, old: Account, new: Account, tenant:
 
 
 def _retire(account: Account) -> None:
-    now = clock.now()
     account.retired = True
     account.password_hash = None
     account.session_epoch = (account.session_epoch or 0) + 1
-    db.session.execute(
-        update(ResetLink)
-        .where(ResetLink.account_id == account.id, ResetLink.used_at.is_(None), ResetLink.invalidated_at.is_(None))
-        .values(invalidated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    credentials.void_reset_links(account, at=clock.now())
 
 
 # --------------------------------------------------------------------------- 2FA and password links
@@ -484,13 +468,7 @@ class SecondFactorStatus:
 
 
 def second_factor_status(account: Account) -> SecondFactorStatus:
-    devices = db.session.scalar(
-        select(func.count(MfaDevice.id)).where(MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_not(None))
-    )
-    codes = db.session.scalar(
-        select(func.count(RecoveryCode.id)).where(RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None))
-    )
-    return SecondFactorStatus(devices or 0, codes or 0)
+    return SecondFactorStatus(len(mfa.confirmed_devices(account)), mfa.remaining_recovery_codes(account) or 0)
 
 
 def reset_second_factor(tenant: Tenant, member_id, *, actor: Account | None, ip: str | None = None) -> Member:
@@ -499,17 +477,7 @@ def reset_second_factor(tenant: Tenant, member_id, *, actor: Account | None, ip:
     account = member.account
     if is_shared_sso_account(account, tenant):
         raise NotAllowed(SHARED_SSO_MESSAGE.format(what="two-step verification"))
-    from ..accounts import mfa
-
-    reset = getattr(mfa, "reset_second_factor", None)
-    if reset is not None:
-        reset(account, actor=actor, tenant=tenant, ip=ip)
-    else:
-        db.session.execute(
-            MfaDevice.__table__.delete().where(MfaDevice.account_id == account.id)
-        )
-        db.session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.account_id == account.id))
-        audit.record(audit.MFA_RESET, tenant=tenant, actor=actor, subject=account, ip=ip)
+    mfa.reset_second_factor(account, actor=actor, tenant=tenant, ip=ip)
     db.session.flush()
     return member
 
@@ -519,65 +487,15 @@ def send_password_link(tenant: Tenant, member_id, *, actor: Account | None, ip: 
     member = get_member(tenant, member_id)
     if not member.membership.active:
         raise InvalidInput("This user is deactivated. Reactivate them before sending a password link.")
-    try:
-        from ..reset import links
-    except ImportError:
-        links = None
-    issue = getattr(links, "issue_reset_link", None)
-    if issue is None:
-        raise DeliveryFailed("Password links cannot be sent yet: the reset flow is not installed.")
-    issue(member.account, tenant, requested_by=actor, ip=ip)
+    links.issue_reset_link(member.account, tenant, requested_by=actor, ip=ip)
     db.session.flush()
     return member
 
 
-LINK_STATE_TEXT = {
-    "pending": "Sent, not used yet",
-    "used": "Used",
-    "expired": "Expired unused",
-    "void": "No longer valid (the password was changed since)",
-    "not_sent": "Could not be sent",
-}
-
-
 def password_link_status(tenant: Tenant, account: Account) -> dict | None:
     """The last password link this tenant sent the person (when sent, when it expires at local midnight,
-    used/expired/pending), so an admin can answer "I never got the email". The reset flow owns the
-    wording; this reads the rows itself only where that flow is not installed."""
-    try:
-        from ..reset.links import link_status
-    except ImportError:
-        link_status = None
-    if link_status is not None:
-        return link_status(account, tenant)
-    link = db.session.scalars(
-        select(ResetLink)
-        .where(ResetLink.account_id == account.id, ResetLink.tenant_id == tenant.id)
-        .order_by(ResetLink.created_at.desc(), ResetLink.id.desc())
-        .limit(1)
-    ).first()
-    if link is None:
-        return None
-    if link.used_at is not None:
-        state = "used"
-    elif link.invalidated_at is not None:
-        state = "void" if link.sent_at is not None else "not_sent"
-    elif link.is_expired:
-        state = "expired"
-    else:
-        state = "pending"
-    zone = ZoneInfo(tenant.timezone)
-    expires = link.expires_at.astimezone(zone)
-    return {
-        "purpose": link.purpose,
-        "state": state,
-        "state_text": LINK_STATE_TEXT[state],
-        "sent_at": (link.sent_at or link.created_at).astimezone(zone),
-        "expires_at": expires,
-        "expires_text": "at midnight, " + expires.strftime("%-d %B %Y %H:%M"),
-        "used_at": link.used_at.astimezone(zone) if link.used_at else None,
-        "timezone": tenant.timezone,
-    }
+    used/expired/pending), so an admin can answer "I never got the email"."""
+    return links.link_status(account, tenant)
 
 
 # --------------------------------------------------------------------------- audit log
