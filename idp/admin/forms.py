@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import BooleanField, EmailField, HiddenField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 from ..models.accounts import PROVIDER_NAMES
 
-ROLE_CHOICES = [("staff", "Staff"), ("admin", "Administrator")]
-PROVIDER_CHOICES = [("identity", PROVIDER_NAMES["identity"]), ("sso", PROVIDER_NAMES["sso"])]
+ROLE_CHOICES = [SelectChoice("staff", "Staff"), SelectChoice("admin", "Administrator")]
+PROVIDER_CHOICES = [SelectChoice(provider, PROVIDER_NAMES[provider]) for provider in ("identity", "sso")]
 
 
 class MemberFilterForm(FlaskForm):
@@ -20,9 +29,9 @@ class MemberFilterForm(FlaskForm):
         csrf = False
 
     q = StringField("Search by name or email", validators=[Optional(), Length(max=320)])
-    provider = SelectField("Authentication provider", choices=[("", "Any provider")] + PROVIDER_CHOICES,
+    provider = SelectField("Authentication provider", choices=[SelectChoice("", "Any provider"), *PROVIDER_CHOICES],
                            validators=[Optional()])
-    role = SelectField("Role", choices=[("", "Any role")] + ROLE_CHOICES, validators=[Optional()])
+    role = SelectField("Role", choices=[SelectChoice("", "Any role"), *ROLE_CHOICES], validators=[Optional()])
 
 
 class MemberForm(FlaskForm):
@@ -30,7 +39,7 @@ class MemberForm(FlaskForm):
     email = EmailField("Email address", validators=[DataRequired("Enter the user's email address"), Length(max=320)],
                        render_kw={"spellcheck": "false", "autocomplete": "off"})
     role = RadioField("Role", choices=ROLE_CHOICES, validators=[DataRequired("Choose a role")])
-    active = RadioField("Access", choices=[("yes", "Active"), ("no", "Deactivated")],
+    active = RadioField("Access", choices=[SelectChoice("yes", "Active"), SelectChoice("no", "Deactivated")],
                         validators=[DataRequired("Choose active or deactivated")])
 
 
@@ -73,8 +82,8 @@ class ClientForm(FlaskForm):
 class NewClientForm(ClientForm):
     client_type = RadioField(
         "Client type",
-        choices=[("confidential", "Confidential (a server-side application that can keep a secret)"),
-                 ("public", "Public (a mobile or browser application: no secret, PKCE only)")],
+        choices=[SelectChoice("confidential", "Confidential (a server-side application that can keep a secret)"),
+                 SelectChoice("public", "Public (a mobile or browser application: no secret, PKCE only)")],
         default="confidential",
         validators=[DataRequired("Choose the client type"), AnyOf(("confidential", "public"))],
     )
@@ -90,13 +99,15 @@ class AuditFilterForm(FlaskForm):
 
 class TenantForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired("Enter the school's name"), Length(max=200)])
-    product = RadioField("Product", choices=[("cpoms", "CPOMS"), ("staffsafe", "CPOMS StaffSafe")], default="cpoms",
-                         validators=[DataRequired("Choose a product")])
+    product = RadioField("Product",
+                         choices=[SelectChoice("cpoms", "CPOMS"), SelectChoice("staffsafe", "CPOMS StaffSafe")],
+                         default="cpoms", validators=[DataRequired("Choose a product")])
     timezone = StringField("Timezone", default="Europe/London",
                            validators=[DataRequired("Enter an IANA timezone such as Europe/London"), Length(max=64)])
     require_2fa = RadioField("Two-step verification",
-                             choices=[("off", "Not required"), ("admins", "Required for administrators"),
-                                      ("everyone", "Required for everyone")],
+                             choices=[SelectChoice("off", "Not required"),
+                                      SelectChoice("admins", "Required for administrators"),
+                                      SelectChoice("everyone", "Required for everyone")],
                              default="off", validators=[DataRequired("Choose a two-step verification policy")])
     hide_unknown_email = BooleanField("Do not reveal whether an email address has an account")
 

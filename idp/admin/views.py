@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from wtforms import SelectChoice
 
 from ..accounts import mfa
 from ..auth import session
@@ -396,7 +397,7 @@ def create_initial_access_token(tenant, actor):
 
 def _audit_page(tenant):
     form = AuditFilterForm(request.args)
-    form.event.choices = [("", "Any event")] + [(name, name) for name in service.audit_event_names()]
+    form.event.choices = [SelectChoice("", "Any event"), *(SelectChoice(name) for name in service.audit_event_names())]
     form.validate()
     page = service.list_audit(
         tenant,

@@ -1,8 +1,7 @@
 """Forms of the forgotten-password page and the set-password page."""
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, RadioField
-from wtforms.fields.choices import SelectChoice
+from wtforms import EmailField, PasswordField, RadioField, SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Email, Length
 
 from ..models.accounts import PROVIDER_NAMES, PROVIDERS
