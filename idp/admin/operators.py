@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from .. import audit, tenants
-from ..errors import NotAllowed, NotFound
+from ..errors import InvalidInput, NotAllowed, NotFound
 from ..extensions import db
 from ..models import Account, Client, Membership, Tenant
 
@@ -55,8 +55,6 @@ def update_tenant(slug: str, *, actor: Account | None, ip: str | None = None, **
     tenant = get_tenant(slug)
     before = {key: getattr(tenant, key) for key in TENANT_FIELDS}
     if "name" in values and not (values["name"] or "").strip():
-        from ..errors import InvalidInput
-
         raise InvalidInput("A tenant needs a name", field="name")
     tenants.update_tenant(tenant, **{k: v for k, v in values.items() if k in TENANT_FIELDS})
     changes = {key: [before[key], getattr(tenant, key)] for key in TENANT_FIELDS if before[key] != getattr(tenant, key)}

@@ -299,10 +299,7 @@ def add_application(tenant, actor):
     if form.validate_on_submit():
         try:
             registered = applications.register_application(
-                tenant, name=form.name.data,
-                redirect_uris=applications.parse_uri_lines(form.redirect_uris.data),
-                post_logout_redirect_uris=applications.parse_uri_lines(form.post_logout_redirect_uris.data),
-                public=form.client_type.data == "public", actor=actor, ip=client_ip(),
+                tenant, **_client_values(form), public=form.client_type.data == "public", actor=actor, ip=client_ip()
             )
         except DomainError as error:
             _field_error(form, error if error.details.get("field") else _uri_error(error))
@@ -312,6 +309,14 @@ def add_application(tenant, actor):
             return render_template("admin/application_secret.html", tenant=tenant, client=registered.client,
                                    secret=registered.client_secret, created=True, section="applications")
     return render_template("admin/application_new.html", tenant=tenant, form=form, section="applications")
+
+
+def _client_values(form: ClientForm) -> dict:
+    return dict(
+        name=form.name.data,
+        redirect_uris=applications.parse_uri_lines(form.redirect_uris.data),
+        post_logout_redirect_uris=applications.parse_uri_lines(form.post_logout_redirect_uris.data),
+    )
 
 
 def _uri_error(error: DomainError) -> DomainError:
@@ -333,17 +338,12 @@ def application(tenant, actor, client_id):
     if request.method == "GET":
         form = ClientForm(formdata=None, name=client.name, redirect_uris="\n".join(client.redirect_uris),
                           post_logout_redirect_uris="\n".join(client.post_logout_redirect_uris))
-        return render_template("admin/application.html", tenant=tenant, client=client, form=form,
-                               action_form=ActionForm(), notice=request.args.get("done"), section="applications")
+        return _application_page(tenant, client, form, notice=request.args.get("done"))
     form = ClientForm()
     if form.validate_on_submit():
         try:
-            applications.update_application(
-                tenant, client.client_id, name=form.name.data,
-                redirect_uris=applications.parse_uri_lines(form.redirect_uris.data),
-                post_logout_redirect_uris=applications.parse_uri_lines(form.post_logout_redirect_uris.data),
-                actor=actor, ip=client_ip(),
-            )
+            applications.update_application(tenant, client.client_id, **_client_values(form), actor=actor,
+                                            ip=client_ip())
         except DomainError as error:
             _field_error(form, _uri_error(error))
             client = applications.get_client(tenant, client_id)
@@ -351,8 +351,12 @@ def application(tenant, actor, client_id):
             db.session.commit()
             return redirect(url_for("admin.application", slug=tenant.slug, client_id=client.client_id,
                                     done="saved"))
+    return _application_page(tenant, client, form), 400
+
+
+def _application_page(tenant, client, form, notice=None):
     return render_template("admin/application.html", tenant=tenant, client=client, form=form,
-                           action_form=ActionForm(), notice=None, section="applications"), 400
+                           action_form=ActionForm(), notice=notice, section="applications")
 
 
 @bp.route("/t/<slug>/admin/applications/<client_id>/rotate", methods=["POST"])
@@ -432,17 +436,17 @@ def add_tenant(actor):
     form = NewTenantForm()
     if form.validate_on_submit():
         try:
-            operators.create_tenant(
-                actor=actor, ip=client_ip(), slug=form.slug.data, name=form.name.data, product=form.product.data,
-                timezone=form.timezone.data, require_2fa=form.require_2fa.data,
-                hide_unknown_email=form.hide_unknown_email.data,
-            )
+            operators.create_tenant(actor=actor, ip=client_ip(), slug=form.slug.data, **_tenant_settings(form))
         except DomainError as error:
             _field_error(form, _tenant_error(error))
         else:
             db.session.commit()
             return redirect(url_for("admin.tenants", done="created"))
     return render_template("admin/operators/tenant_form.html", form=form, editing=None, operator_section="tenants")
+
+
+def _tenant_settings(form: TenantForm) -> dict:
+    return {key: getattr(form, key).data for key in operators.TENANT_FIELDS}
 
 
 def _tenant_error(error: DomainError) -> DomainError:
@@ -462,11 +466,7 @@ def edit_tenant(actor, tenant_slug):
     form = TenantForm(obj=tenant) if request.method == "GET" else TenantForm()
     if form.validate_on_submit():
         try:
-            operators.update_tenant(
-                tenant.slug, actor=actor, ip=client_ip(), name=form.name.data, product=form.product.data,
-                timezone=form.timezone.data, require_2fa=form.require_2fa.data,
-                hide_unknown_email=form.hide_unknown_email.data,
-            )
+            operators.update_tenant(tenant.slug, actor=actor, ip=client_ip(), **_tenant_settings(form))
         except DomainError as error:
             _field_error(form, _tenant_error(error))
         else:
