@@ -5,6 +5,8 @@ interrupted sign-in or authorization after an enrolment the school requires."""
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ..accounts import directory, mfa
@@ -64,11 +66,22 @@ class _Page:
         return render_template(template, tenant=self.tenant, account=self.account, page=self, **context), status
 
 
+def signed_in_page(view):
+    """The view is given the page; with nobody signed in, the person is sent to sign in first."""
+
+    @functools.wraps(view)
+    def wrapper(**kwargs):
+        page = _Page()
+        if page.signed_in is None:
+            return page.sign_in_first()
+        return view(page, **kwargs)
+
+    return wrapper
+
+
 @bp.route("/account/security")
-def security():
-    page = _Page()
-    if page.signed_in is None:
-        return page.sign_in_first()
+@signed_in_page
+def security(page: _Page):
     return _security_page(page, DeviceNameForm())
 
 
@@ -83,10 +96,8 @@ def _security_page(page: _Page, form, status: int = 200):
 
 
 @bp.route("/account/security/devices", methods=["POST"])
-def add_device():
-    page = _Page()
-    if page.signed_in is None:
-        return page.sign_in_first()
+@signed_in_page
+def add_device(page: _Page):
     step_up = page.step_up_first()
     if step_up is not None:
         return step_up
@@ -102,10 +113,8 @@ def add_device():
 
 
 @bp.route("/account/security/devices/<int:device_id>/confirm", methods=["GET", "POST"])
-def confirm_device(device_id: int):
-    page = _Page()
-    if page.signed_in is None:
-        return page.sign_in_first()
+@signed_in_page
+def confirm_device(page: _Page, device_id: int):
     device = mfa.get_device(page.account, device_id)
     if device.confirmed_at is not None:
         return redirect(url_for("account.security", **page.params))
@@ -134,10 +143,8 @@ def confirm_device(device_id: int):
 
 
 @bp.route("/account/security/devices/<int:device_id>/remove", methods=["GET", "POST"])
-def remove_device(device_id: int):
-    page = _Page()
-    if page.signed_in is None:
-        return page.sign_in_first()
+@signed_in_page
+def remove_device(page: _Page, device_id: int):
     device = mfa.get_device(page.account, device_id)
     devices = mfa.confirmed_devices(page.account)
     required_by = mfa.tenants_requiring(page.account)
@@ -149,12 +156,9 @@ def remove_device(device_id: int):
     if refused is None and form.validate_on_submit():
         try:
             mfa.remove_device(page.account, device, form.code.data, tenant=page.tenant, ip=client_ip())
-        except mfa.InvalidCode as wrong:
+        except (mfa.InvalidCode, RateLimited) as wrong:
             form.code.errors.append(wrong.message)
-            status = 400
-        except RateLimited as locked:
-            form.code.errors.append(locked.message)
-            status = 429
+            status = wrong.status_code
         except NotAllowed as not_allowed:
             refused = not_allowed.message
         else:
@@ -169,10 +173,8 @@ def remove_device(device_id: int):
 
 
 @bp.route("/account/security/recovery-codes", methods=["GET", "POST"])
-def recovery_codes():
-    page = _Page()
-    if page.signed_in is None:
-        return page.sign_in_first()
+@signed_in_page
+def recovery_codes(page: _Page):
     if not mfa.is_enrolled(page.account):
         return redirect(url_for("account.security", **page.params))
     form = SecondFactorForm()
@@ -180,12 +182,9 @@ def recovery_codes():
     if form.validate_on_submit():
         try:
             codes = mfa.regenerate_recovery_codes(page.account, form.code.data, tenant=page.tenant, ip=client_ip())
-        except mfa.InvalidCode as wrong:
+        except (mfa.InvalidCode, RateLimited) as wrong:
             form.code.errors.append(wrong.message)
-            status = 400
-        except RateLimited as locked:
-            form.code.errors.append(locked.message)
-            status = 429
+            status = wrong.status_code
         else:
             return page.render("account/recovery_codes.html", codes=codes, first=False)
     elif form.errors:
