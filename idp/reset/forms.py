@@ -13,6 +13,10 @@ PROVIDER_HINTS = {
 }
 
 
+#: Both boxes of the set-password page: browsers offer to generate and save the new password.
+NEW_PASSWORD_INPUT = {"autocomplete": "new-password", "spellcheck": "false", "autocapitalize": "none"}
+
+
 class ForgotPasswordForm(FlaskForm):
     email = EmailField(
         "Email address",
@@ -42,10 +46,10 @@ class SetPasswordForm(FlaskForm):
             DataRequired("Enter a new password"),
             Length(max=1024, message="Your password must be 1024 characters or fewer"),
         ],
-        render_kw={"autocomplete": "new-password", "spellcheck": "false", "autocapitalize": "none"},
+        render_kw=NEW_PASSWORD_INPUT,
     )
     confirm = PasswordField(
         "Confirm new password",
         validators=[DataRequired("Enter the new password again")],
-        render_kw={"autocomplete": "new-password", "spellcheck": "false", "autocapitalize": "none"},
+        render_kw=NEW_PASSWORD_INPUT,
     )
