@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from sqlalchemy import exists, select
+from sqlalchemy.orm import joinedload
 
 from ..errors import Conflict, InvalidInput, NotFound
 from ..extensions import db
@@ -54,7 +55,9 @@ def find_account(tenant: Tenant, provider: str, email: str) -> Account | None:
         )
     else:
         return None
-    return db.session.scalars(query.where(Account.retired.is_(False))).first()
+    # Memberships come in the same statement: the login checks the active membership next.
+    query = query.where(Account.retired.is_(False)).options(joinedload(Account.memberships))
+    return db.session.scalars(query).unique().first()
 
 
 def find_sso_account(email: str) -> Account | None:

@@ -103,7 +103,8 @@ def sign_in_requirement(account, membership, amr, acr_2fa_requested: bool = Fals
     None (nothing), "verify" (enter a code from an enrolled device) or "enrol" (set up a device first)."""
     if "otp" in (amr or ()):
         return None
-    if is_enrolled(account):
+    # Loaded with the account (no extra query); the write paths below ask is_enrolled() afresh.
+    if account.mfa_enrolled:
         # An enrolled account always signs in with its key, wherever it signs in.
         return "verify"
     tenant = membership.tenant if membership is not None else None

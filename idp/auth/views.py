@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from flask import session as cookie
 
-from ..accounts import directory
+from ..account.forms import SecondFactorForm
+from ..accounts import directory, mfa
 from ..errors import RateLimited
 from ..web import client_ip, safe_next, tenant_or_404
 from . import service, session
@@ -57,18 +59,16 @@ def after_password(account, tenant, provider: str, next_url: str | None):
     """The password was right. An enrolled account gives its code on a second page before any
     sign-in exists; a member whom the school's 2FA policy covers, not yet enrolled, is signed in
     with the password alone and sent to enrol (clients stay closed until then, see oidc)."""
-    from flask import session as cookie
-
-    from ..accounts import mfa
-
-    if mfa.is_enrolled(account):
+    if account.mfa_enrolled:
         # Whoever was signed in on this browser is not, while this person gives their code.
         session.sign_out()
         cookie[mfa.PENDING_SESSION_KEY] = mfa.pending_marker(account, tenant, provider, next_url)
         return redirect(url_for("auth.second_factor", slug=tenant.slug))
+    # Asked before the audit commit, which would expire the account and load it all again.
+    must_enrol = mfa.sign_in_requirement(account, directory.active_membership(account, tenant), ["pwd"]) == "enrol"
     session.sign_in(account, amr=["pwd"])
     service.record_sign_in(account, tenant, provider, ["pwd"], ip=client_ip())
-    if mfa.sign_in_requirement(account, directory.active_membership(account, tenant), ["pwd"]) == "enrol":
+    if must_enrol:
         return redirect(url_for("account.security", tenant=tenant.slug, next=next_url))
     return redirect(next_url or url_for("auth.home", slug=tenant.slug))
 
@@ -106,11 +106,6 @@ def second_factor(slug: str):
     """The second step: a code from the account's authenticator app, or a recovery code.
     Either after a correct password (a pending marker, no sign-in yet), or as a step-up
     ("Elevate your Access") of a password-only sign-in, which asks for the code alone."""
-    from flask import session as cookie
-
-    from ..account.forms import SecondFactorForm
-    from ..accounts import mfa
-
     tenant = tenant_or_404(slug)
     marker = cookie.get(mfa.PENDING_SESSION_KEY)
     account = mfa.pending_account(marker, tenant)

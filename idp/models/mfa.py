@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, ForeignKey, String, Text, exists
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from .. import clock
 from ..extensions import db
+from .accounts import Account
 from .base import UTCDateTime
 
 
@@ -35,3 +36,12 @@ class RecoveryCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Whether the account has a confirmed device, loaded in the same statement as the account
+# itself: sign-in and authorize ask it on every request (issue 7's query budget).
+Account.mfa_enrolled = column_property(
+    exists()
+    .where(MfaDevice.account_id == Account.id, MfaDevice.confirmed_at.is_not(None))
+    .correlate_except(MfaDevice),
+)

@@ -1,7 +1,8 @@
 """The tenant login page: provider selector, documented messages, throttling."""
 
 from idp.extensions import db
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, csrf_token_from
+from tests.oidc.conftest import counting_queries
 
 FAILED = "Your email address or password was incorrect"
 
@@ -113,3 +114,14 @@ def test_a_tenant_whose_members_are_all_sso_opens_on_sso(client, world):
 def test_a_mixed_school_opens_on_identity(client, world):
     html = client.get("/t/oakwood/login").get_data(as_text=True)
     assert "Login using your CPOMS SSO account" in html
+
+
+def test_password_login_runs_few_sql_statements(browser, world):
+    """The login POST: find the account (with memberships), the switch check, the audit insert."""
+    page = browser.client.get("/t/beech/login")
+    token = csrf_token_from(page.get_data(as_text=True))
+    with counting_queries() as counter:
+        response = browser.client.post("/t/beech/login", data={
+            "csrf_token": token, "email": "pat.lee@example.org", "password": PASSWORD, "provider": "identity"})
+    assert response.status_code == 302
+    assert counter.count <= 5, counter.statements

@@ -144,7 +144,7 @@ def test_2fa_acr_request_reaches_the_mfa_policy(browser, oakwood_rp, world, froz
 
     seen = {}
     monkeypatch.setattr(mfa, "sign_in_requirement",
-                        lambda account, membership, amr, acr: seen.update(acr=acr, amr=amr) or None)
+                        lambda account, membership, amr, acr=False: seen.update(acr=acr, amr=amr) or None)
     browser.login("oakwood", "head@oakwood.example.org")
     oakwood_rp.code(acr_values=mfa.ACR_2FA)
     assert seen == {"acr": True, "amr": ("pwd",)}
