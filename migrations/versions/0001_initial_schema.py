@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 02:47:44.991778
+Create Date: 2026-11-25 03:56:35.236276
 
 """
 from alembic import op
@@ -164,6 +164,7 @@ def upgrade():
     )
     with op.batch_alter_table('memberships', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_memberships_tenant_id'), ['tenant_id'], unique=False)
+        batch_op.create_index('ix_memberships_tenant_role', ['tenant_id', 'role'], unique=False)
 
     op.create_table('mfa_devices',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -280,6 +281,7 @@ def downgrade():
 
     op.drop_table('mfa_devices')
     with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.drop_index('ix_memberships_tenant_role')
         batch_op.drop_index(batch_op.f('ix_memberships_tenant_id'))
 
     op.drop_table('memberships')
