@@ -9,14 +9,14 @@ BIND ?= 127.0.0.1:8000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test serve bench bench-compare schema
+.PHONY: help venv browser-deps run test serve bench bench-compare schema
 
 help:
 	@echo "make run            venv + database + demo data, then the IdP on :5000 and the demo apps on :5001/:5002"
 	@echo "make test           venv + the whole test suite"
 	@echo "make serve          gunicorn wsgi:app on $(BIND) with $(WORKERS) workers (reads IDP_* variables)"
 	@echo "make bench          the load benchmark (bench/run.py)"
-	@echo "make bench-compare  compare benchmark results (bench/compare.py)"
+	@echo "make bench-compare  the same workloads against panva's oidc-provider, with ratios (bench/compare.py)"
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,7 +31,20 @@ run: venv
 	$(IDP) demo-data
 	$(PY) -m clients.run_demo
 
-test: venv
+# The browser journeys need Debian's chromium and axe-core from npm; without them they are skipped
+# with a reason, so install them here when this machine can (root + apt, npm).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-liberation; }; \
+	fi
+	@if [ ! -d tests/browser/node_modules/axe-core ] && command -v npm >/dev/null; then \
+	  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error); \
+	fi
+	@[ -x /usr/bin/chromium ] || echo "note: /usr/bin/chromium is missing, so the browser tests will be skipped"
+
+test: venv browser-deps
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 serve: venv
