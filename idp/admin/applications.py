@@ -13,8 +13,6 @@ from ..models import Account, AuthorizationCode, Client, Tenant
 from ..oidc import registry
 from .service import revoke_tokens
 
-INITIAL_ACCESS_TOKEN_CREATED = "client.initial_access_token_created"
-
 
 def list_clients(tenant: Tenant) -> list[Client]:
     return list(
@@ -98,5 +96,5 @@ def delete_application(tenant: Tenant, client_id: str, *, actor: Account | None,
 def create_initial_access_token(tenant: Tenant, *, actor: Account | None, ip: str | None = None) -> str:
     """A token that lets a dynamic registration (RFC 7591) create a client in this tenant; shown once."""
     token = registry.issue_initial_access_token(tenant, created_by=actor)
-    audit.record(INITIAL_ACCESS_TOKEN_CREATED, tenant=tenant, actor=actor, ip=ip)
+    audit.record(audit.INITIAL_ACCESS_TOKEN_CREATED, tenant=tenant, actor=actor, ip=ip)
     return token

@@ -545,9 +545,4 @@ def list_audit(
 
 
 def audit_event_names() -> list[str]:
-    from .applications import INITIAL_ACCESS_TOKEN_CREATED
-
-    return sorted(
-        {value for name, value in vars(audit).items() if name.isupper() and isinstance(value, str)}
-        | {INITIAL_ACCESS_TOKEN_CREATED}
-    )
+    return sorted({value for name, value in vars(audit).items() if name.isupper() and isinstance(value, str)})
