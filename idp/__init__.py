@@ -9,6 +9,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from .config import PROJECT_ROOT, Settings, UnsafeForProduction
 from .errors import DomainError
@@ -52,6 +53,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
+    # Row ids in URLs (/users/<int:...>) beyond a 64-bit integer overflow the database driver: a 404, not a 500.
+    app.url_map.converters["int"] = _RowIdConverter
+
     from . import models  # noqa: F401  (register every table with the metadata)
     from .auth import session  # noqa: F401  (user loader)
 
@@ -71,6 +75,12 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     register_commands(app)
     return app
+
+
+class _RowIdConverter(IntegerConverter):
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _configure(app: Flask, settings: Settings) -> None:

@@ -69,9 +69,13 @@ class Page:
         return self.page < self.pages
 
 
+#: Far beyond any real list; a bigger number typed into ?page= would overflow the database's integer.
+_LAST_PAGE = 1_000_000
+
+
 def _page_number(page) -> int:
     try:
-        return max(1, int(page))
+        return min(max(1, int(page)), _LAST_PAGE)
     except (TypeError, ValueError):
         return 1
 
