@@ -136,6 +136,12 @@ class BrowserEndSession(EndSessionEndpoint):
         session.sign_out()
 
 
+def id_token_hint_claims(id_token_hint: str) -> dict:
+    """The claims of an ID token this server issued, expired or not (OIDC Core 3.1.2.1 and
+    RP-Initiated Logout 2 use it only to name the person); InvalidRequestError otherwise."""
+    return BrowserEndSession()._validate_id_token_hint(id_token_hint)
+
+
 class AccessTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string):
         return tokens.find_access_token(token_string)

@@ -33,7 +33,7 @@ from ..auth import session
 from ..auth.views import second_factor_redirect
 from ..extensions import csrf, db
 from . import claims, keys
-from .endpoints import token_tenant
+from .endpoints import id_token_hint_claims, token_tenant
 from .metadata import PATHS, PUBLIC_CACHE, provider_metadata
 from .server import authorization_server, init_app, require_oauth
 
@@ -84,12 +84,13 @@ def _authorize_url(*, drop_reauthentication: bool = False) -> str:
     """This authorization request as a same-site path, to come back to after signing in.
 
     After a forced re-authentication the next request must not force it again
-    (prompt=login, max_age), or the person would loop through the login page."""
+    (prompt=login, max_age, an id_token_hint naming someone else), or the person would
+    loop through the login page."""
     pairs = list(request.values.items(multi=True))
     if drop_reauthentication:
         kept = []
         for name, value in pairs:
-            if name == "max_age":
+            if name in ("max_age", "id_token_hint"):
                 continue
             if name == "prompt":
                 value = " ".join(p for p in value.split() if p != "login")
@@ -168,6 +169,14 @@ def authorize():
         max_age = _max_age(data)
     except ValueError:
         return refuse(InvalidRequestError, "'max_age' must be a whole number of seconds.")
+    # OIDC Core 3.1.2.1: the hint names the person the client expects; a code for anyone
+    # else would be silently wrong.
+    hinted_sub = None
+    if data.get("id_token_hint"):
+        try:
+            hinted_sub = id_token_hint_claims(data["id_token_hint"]).get("sub")
+        except OAuth2Error:
+            return refuse(InvalidRequestError, "The 'id_token_hint' is not a valid ID token from this server.")
 
     # Nobody signed in: the client's own school login page, then back here.
     if signed_in is None:
@@ -183,8 +192,10 @@ def authorize():
         return redirect(url_for("auth.login", slug=tenant.slug, reason="not_member",
                                 next=_authorize_url(drop_reauthentication=True)))
 
-    too_old = max_age is not None and clock.timestamp() - signed_in.auth_time > max_age
-    if "login" in prompts or too_old:
+    # OIDC Core 3.1.2.1: max_age=0 is prompt=login, even for a sign-in made this very second.
+    too_old = max_age is not None and (max_age == 0 or clock.timestamp() - signed_in.auth_time > max_age)
+    someone_else = hinted_sub is not None and hinted_sub != account.sub
+    if "login" in prompts or too_old or someone_else:
         if "none" in prompts:
             return refuse(LoginRequiredError)
         # A fresh authentication is demanded: end this sign-in and ask for the password again.

@@ -1,0 +1,79 @@
+"""What a strict certified relying party (and the OpenID conformance suite) checks that the
+other flow tests do not: max_age=0, id_token_hint at the authorization endpoint."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from .conftest import query_of
+
+
+def _head_id_token(browser, oakwood_rp) -> str:
+    browser.login("oakwood", "head@oakwood.example.org")
+    return oakwood_rp.tokens()["id_token"]
+
+
+def test_max_age_zero_asks_for_the_password_even_right_after_signing_in(browser, oakwood_rp, world, frozen_clock):
+    # OIDC Core 3.1.2.1: "max_age=0 is equivalent to prompt=login".
+    browser.login("oakwood", "head@oakwood.example.org")
+    response = oakwood_rp.authorize(max_age="0")
+    location = response.headers["Location"]
+    assert urlsplit(location).path == "/t/oakwood/login"
+    next_url = query_of(location)["next"]
+    assert "max_age" not in query_of(next_url)
+    browser.login("oakwood", "head@oakwood.example.org", next_url=next_url)
+    assert "code" in query_of(browser.get(next_url).headers["Location"])
+
+
+def test_max_age_zero_with_prompt_none_is_login_required(browser, oakwood_rp, world, frozen_clock):
+    browser.login("oakwood", "head@oakwood.example.org")
+    params = query_of(oakwood_rp.authorize(max_age="0", prompt="none").headers["Location"])
+    assert params["error"] == "login_required" and params["state"] == "st-123"
+
+
+def test_id_token_hint_of_the_signed_in_person_gives_a_code_without_a_page(browser, oakwood_rp, world, frozen_clock):
+    hint = _head_id_token(browser, oakwood_rp)
+    frozen_clock.advance(timedelta(minutes=5))
+    params = query_of(oakwood_rp.authorize(id_token_hint=hint, prompt="none").headers["Location"])
+    assert "code" in params, params
+
+
+def test_expired_id_token_hint_still_names_the_person(browser, oakwood_rp, world, frozen_clock):
+    hint = _head_id_token(browser, oakwood_rp)
+    frozen_clock.advance(timedelta(hours=2))
+    params = query_of(oakwood_rp.authorize(id_token_hint=hint, prompt="none").headers["Location"])
+    assert "code" in params, params
+
+
+def test_id_token_hint_naming_someone_else_with_prompt_none_is_login_required(
+    browser, oakwood_rp, world, frozen_clock
+):
+    hint = _head_id_token(browser, oakwood_rp)
+    browser.login("oakwood", "sam.jones@example.org", provider="sso")
+    params = query_of(oakwood_rp.authorize(id_token_hint=hint, prompt="none").headers["Location"])
+    assert params["error"] == "login_required" and params["state"] == "st-123"
+    assert "code" not in params
+
+
+def test_id_token_hint_naming_someone_else_asks_for_a_fresh_sign_in(browser, oakwood_rp, world, frozen_clock):
+    hint = _head_id_token(browser, oakwood_rp)
+    browser.login("oakwood", "sam.jones@example.org", provider="sso")
+    location = oakwood_rp.authorize(id_token_hint=hint).headers["Location"]
+    assert urlsplit(location).path == "/t/oakwood/login"
+    next_url = query_of(location)["next"]
+    # Whoever now signs in gets the code (the client checks sub); the hint must not loop them.
+    assert "id_token_hint" not in query_of(next_url)
+    browser.login("oakwood", "head@oakwood.example.org", next_url=next_url)
+    code = query_of(browser.get(next_url).headers["Location"])["code"]
+    claims = oakwood_rp.validate_id_token(oakwood_rp.exchange(code).get_json()["id_token"])
+    assert claims["sub"] == world.oakwood_admin.sub
+
+
+def test_forged_id_token_hint_is_invalid_request(browser, oakwood_rp, world, frozen_clock):
+    hint = _head_id_token(browser, oakwood_rp)
+    header, payload, signature = hint.split(".")
+    forged = ".".join([header, payload, signature[:-4] + ("AAAA" if not signature.endswith("AAAA") else "BBBB")])
+    for bad in (forged, "not-a-jwt"):
+        params = query_of(oakwood_rp.authorize(id_token_hint=bad).headers["Location"])
+        assert params["error"] == "invalid_request" and params["state"] == "st-123", params
