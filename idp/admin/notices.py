@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.utils import parseaddr
 from urllib.parse import urlencode
 
 from flask import current_app, render_template
@@ -39,7 +40,9 @@ def provider_changed(account, tenant, provider: str) -> EmailMessage:
     )
     message = EmailMessage()
     message["Subject"] = " ".join(render_template("admin/mail/provider_changed/subject.txt", **context).split())
-    message["From"] = Address(display_name="CPOMS", addr_spec=settings.mail_from)
+    # IDP_MAIL_FROM may be "Name <address>" (as for reset mails): a bare Address() of that would raise.
+    display_name, address = parseaddr(settings.mail_from)
+    message["From"] = Address(display_name=display_name or "CPOMS", addr_spec=address or settings.mail_from)
     message["To"] = account.email
     message["X-IDP-Kind"] = "provider_changed"
     message["Auto-Submitted"] = "auto-generated"
