@@ -34,7 +34,9 @@ def authenticate(tenant: Tenant, provider: str, email: str, password: str, *, ip
     Unknown accounts, wrong passwords, invited accounts with no password yet and
     deactivated members all fail alike, after the same argon2 work."""
     email = normalise_email(email)
-    account_key = (tenant.slug, provider, email)
+    # One SSO account signs in at each of its schools: counted per school, a guesser would get
+    # a fresh allowance at every one of them. Identity accounts belong to one school anyway.
+    account_key = ("sso", email) if provider == "sso" else (tenant.slug, provider, email)
     if LOGIN_PER_ACCOUNT.is_blocked(*account_key) or LOGIN_PER_IP.is_blocked(ip or "unknown"):
         audit.record(audit.LOGIN_THROTTLED, tenant=tenant, outcome="refused", ip=ip, provider=provider, email=email)
         db.session.commit()

@@ -125,3 +125,12 @@ def test_password_login_runs_few_sql_statements(browser, world):
             "csrf_token": token, "email": "pat.lee@example.org", "password": PASSWORD, "provider": "identity"})
     assert response.status_code == 302
     assert counter.count <= 5, counter.statements
+
+
+def test_failed_sso_logins_count_against_the_account_at_every_school(app, browser, world):
+    app.config["THROTTLE_RULES"] = {"login-account": "3 per minute"}
+    for slug in ("oakwood", "oakwood", "oakwood-staffsafe"):
+        browser.login(slug, "sam.jones@example.org", "wrong", provider="sso")
+    response = browser.login("oakwood-staffsafe", "sam.jones@example.org", PASSWORD, provider="sso")
+    assert response.status_code == 429
+    assert "Too many unsuccessful sign-in attempts" in response.get_data(as_text=True)
