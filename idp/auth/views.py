@@ -35,6 +35,9 @@ def login(slug: str):
 
     form.provider.data = provider
     form.next.data = next_url or ""
+    if not form.is_submitted() and request.args.get("login_hint"):
+        # A relying party's login_hint (OIDC Core 3.1.2.1) only fills in the field.
+        form.email.data = request.args["login_hint"][:320]
     notice = None
     signed_in = session.current_sign_in()
     if request.args.get("reason") == "not_member" and signed_in is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.base import invalid_error_characters
-from authlib.oauth2.rfc6749 import UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749 import InvalidRequestError, UnsupportedResponseTypeError
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
@@ -97,7 +97,13 @@ class Server(AuthorizationServer):
         # malformed, so it gets the error page rather than a redirect.
         if invalid_error_characters(request.payload.response_type or ""):
             raise UnsupportedResponseTypeError("(malformed)")
-        return super().get_authorization_grant(request)
+        try:
+            return super().get_authorization_grant(request)
+        except UnsupportedResponseTypeError as error:
+            if request.payload.response_type:
+                raise
+            # RFC 6749 4.1.2.1: a missing parameter is invalid_request, not an unsupported value.
+            raise InvalidRequestError("Missing 'response_type' parameter.", redirect_uri=error.redirect_uri) from None
 
 
 def init_app(app: Flask) -> AuthorizationServer:

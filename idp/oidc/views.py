@@ -101,6 +101,13 @@ def _authorize_url(*, drop_reauthentication: bool = False) -> str:
     return url_for("oidc.authorize") + ("?" + urlencode(pairs) if pairs else "")
 
 
+def _to_login(tenant, data, **extra):
+    """The school's login page, coming back to this request; a `login_hint` (OIDC Core 3.1.2.1)
+    fills in the email address."""
+    return redirect(url_for("auth.login", slug=tenant.slug, login_hint=data.get("login_hint") or None, **extra,
+                            next=_authorize_url(drop_reauthentication=True)))
+
+
 def _authorization_error(error: OAuth2Error):
     """Spec errors go back to a validated redirect_uri (with state and iss); anything else,
     such as an unknown client or redirect URI, is a page for the person, never a redirect."""
@@ -182,15 +189,14 @@ def authorize():
     if signed_in is None:
         if "none" in prompts:
             return refuse(LoginRequiredError)
-        return redirect(url_for("auth.login", slug=tenant.slug, next=_authorize_url(drop_reauthentication=True)))
+        return _to_login(tenant, data)
 
     # Signed in, but not as a member of this client's school: never a code.
     membership = directory.active_membership(account, tenant)
     if membership is None:
         if "none" in prompts:
             return refuse(AccessDeniedError, "The signed-in account has no access to this school.")
-        return redirect(url_for("auth.login", slug=tenant.slug, reason="not_member",
-                                next=_authorize_url(drop_reauthentication=True)))
+        return _to_login(tenant, data, reason="not_member")
 
     # OIDC Core 3.1.2.1: max_age=0 is prompt=login, even for a sign-in made this very second.
     too_old = max_age is not None and (max_age == 0 or clock.timestamp() - signed_in.auth_time > max_age)
@@ -200,7 +206,7 @@ def authorize():
             return refuse(LoginRequiredError)
         # A fresh authentication is demanded: end this sign-in and ask for the password again.
         session.sign_out()
-        return redirect(url_for("auth.login", slug=tenant.slug, next=_authorize_url(drop_reauthentication=True)))
+        return _to_login(tenant, data)
 
     acr_2fa = mfa.ACR_2FA in (data.get("acr_values") or "").split()
     requirement = mfa.sign_in_requirement(account, membership, signed_in.amr, acr_2fa)

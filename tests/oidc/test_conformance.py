@@ -1,12 +1,13 @@
 """What a strict certified relying party (and the OpenID conformance suite) checks that the
-other flow tests do not: max_age=0, id_token_hint at the authorization endpoint."""
+other flow tests do not: max_age=0, id_token_hint and login_hint at the authorization endpoint,
+a missing response_type."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from .conftest import query_of
+from .conftest import ISSUER, query_of
 
 
 def _head_id_token(browser, oakwood_rp) -> str:
@@ -77,3 +78,18 @@ def test_forged_id_token_hint_is_invalid_request(browser, oakwood_rp, world, fro
     for bad in (forged, "not-a-jwt"):
         params = query_of(oakwood_rp.authorize(id_token_hint=bad).headers["Location"])
         assert params["error"] == "invalid_request" and params["state"] == "st-123", params
+
+
+def test_missing_response_type_is_invalid_request_with_state_and_iss(oakwood_rp, world):
+    # RFC 6749 4.1.2.1: a missing required parameter is invalid_request (a value we do not
+    # offer is unsupported_response_type).
+    url = oakwood_rp.authorize_url().replace("response_type=code&", "")
+    params = query_of(oakwood_rp.http.get(url).headers["Location"])
+    assert params["error"] == "invalid_request" and params["state"] == "st-123" and params["iss"] == ISSUER
+
+
+def test_login_hint_fills_in_the_email_address_on_the_login_page(oakwood_rp, client, world):
+    location = oakwood_rp.authorize(login_hint="head@oakwood.example.org").headers["Location"]
+    assert query_of(location)["login_hint"] == "head@oakwood.example.org"
+    page = client.get(location).get_data(as_text=True)
+    assert 'value="head@oakwood.example.org"' in page
