@@ -33,6 +33,7 @@ PER_PAGE = 25
 SHARED_SSO_MESSAGE = (
     "This CPOMS SSO account is also used for other CPOMS systems, so only CPOMS support can change its {what}."
 )
+OPERATOR_MESSAGE = "This person is a CPOMS platform operator, so only CPOMS support can change their {what}."
 
 
 # --------------------------------------------------------------------------- access
@@ -198,6 +199,9 @@ def update_member(
         # sign-in at every other school (a password link goes to the new address).
         what, which = ("email address", "email") if email != account.email else ("name", "name")
         raise NotAllowed(SHARED_SSO_MESSAGE.format(what=what), field=which)
+    if email != account.email and account.is_operator:
+        # A new address plus a password link would hand one school's admin the whole platform.
+        raise NotAllowed(OPERATOR_MESSAGE.format(what="email address"), field="email")
     if actor is not None and actor.id == account.id and (role != "admin" or not active):
         raise NotAllowed("You cannot remove your own admin access or deactivate yourself. Ask another administrator.",
                          field="role" if role != "admin" else "active")
@@ -481,6 +485,9 @@ def reset_second_factor(tenant: Tenant, member_id, *, actor: Account | None, ip:
     account = member.account
     if is_shared_sso_account(account, tenant):
         raise NotAllowed(SHARED_SSO_MESSAGE.format(what="two-step verification"))
+    if account.is_operator:
+        # The operator's second factor guards every tenant, not just this school.
+        raise NotAllowed(OPERATOR_MESSAGE.format(what="two-step verification"))
     mfa.reset_second_factor(account, actor=actor, tenant=tenant, ip=ip)
     db.session.flush()
     return member
