@@ -101,7 +101,9 @@ def _field_error(form, error: DomainError) -> bool:
 
 
 def _page_args(**changes) -> dict:
-    args = {key: value for key, value in request.args.items() if value}
+    # url_for reads _external, _scheme, _anchor and _method as options: from the query string they could
+    # turn a pagination link into javascript: or another scheme.
+    args = {key: value for key, value in request.args.items() if value and not key.startswith("_")}
     args.update(request.view_args or {})
     args.update(changes)
     return args
