@@ -161,8 +161,11 @@ class BearerProtector(ResourceProtector):
     def parse_request_authorization(self, request):
         from flask import request as flask_request
 
-        if "Authorization" not in request.headers and flask_request.method == "POST":
+        if flask_request.method == "POST":
             token_string = flask_request.form.get("access_token")
+            if token_string and "Authorization" in request.headers:
+                # RFC 6750 2 and 3.1: one way of sending the token per request.
+                raise InvalidRequestError("Send the access token either in the header or in the body, not both.")
             if token_string:
                 return self.get_token_validator("bearer"), token_string
         return super().parse_request_authorization(request)

@@ -297,6 +297,8 @@ def _bearer_error(error: OAuth2Error):
         body = dict(error.get_body())
         if isinstance(error, InsufficientScopeError):
             headers.append(("WWW-Authenticate", 'Bearer error="insufficient_scope", scope="openid"'))
+        elif isinstance(error, InvalidRequestError):
+            headers.append(("WWW-Authenticate", 'Bearer error="invalid_request"'))
     headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
     response = current_app.response_class(json.dumps(body), status=status, mimetype="application/json")
     for name, value in headers:

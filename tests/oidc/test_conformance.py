@@ -93,3 +93,15 @@ def test_login_hint_fills_in_the_email_address_on_the_login_page(oakwood_rp, cli
     assert query_of(location)["login_hint"] == "head@oakwood.example.org"
     page = client.get(location).get_data(as_text=True)
     assert 'value="head@oakwood.example.org"' in page
+
+
+def test_userinfo_refuses_a_token_sent_both_in_the_header_and_the_body(browser, oakwood_rp, world, frozen_clock):
+    # RFC 6750 2: one method per request; 3.1: otherwise invalid_request (400).
+    browser.login("oakwood", "head@oakwood.example.org")
+    access = oakwood_rp.tokens()["access_token"]
+    response = oakwood_rp.http.post("/userinfo", data={"access_token": access},
+                                    headers={"Authorization": "Bearer " + access})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_request"'
+    assert "sub" not in response.get_json()
