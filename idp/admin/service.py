@@ -410,6 +410,9 @@ def assign_provider(
     if actor is not None and actor.id == old_account.id:
         raise NotAllowed("You cannot change your own authentication provider. Ask another administrator.",
                          field="provider")
+    if old_account.is_operator:
+        # The operator flag stays on this account: moving the membership would end their platform access.
+        raise NotAllowed(OPERATOR_MESSAGE.format(what="authentication provider"), field="provider")
 
     if provider == "sso":
         new_account = directory.find_sso_account(old_account.email)

@@ -51,3 +51,11 @@ def test_the_profile_page_shows_the_refusal_next_to_the_email(oakwood_browser, w
         "name": "Olly Ops", "email": "attacker@example.org", "role": "staff", "active": "yes"})
     assert response.status_code == 400
     assert "only CPOMS support can change their email address" in response.get_data(as_text=True)
+
+
+def test_a_school_admin_cannot_move_a_platform_operator_to_another_provider(world, operator):
+    with pytest.raises(NotAllowed):
+        service.assign_provider(world.oakwood, membership_of(operator, world.oakwood).id, "sso",
+                                actor=world.oakwood_admin)
+    db.session.rollback()
+    assert not db.session.get(Account, operator.id).retired
