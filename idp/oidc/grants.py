@@ -3,6 +3,8 @@ refresh grant (rotation, family revocation). Each hook is a shim over `tokens`."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, OpenIDToken
@@ -152,12 +154,29 @@ class RefreshIdToken(SignedIdToken, OpenIDToken):
         return result
 
 
+@dataclass
+class _GrantedScope:
+    scope: str
+
+    def get_scope(self) -> str:
+        return self.scope
+
+
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
         return tokens.find_by_refresh_token(refresh_token, ip=client_ip())
+
+    # RFC 6749 6: the scope a refresh may ask for, and gets when it asks for none, is the one
+    # originally granted, not the (possibly narrowed) scope of the last access token.
+    def _validate_token_scope(self, token):
+        super()._validate_token_scope(_GrantedScope(token.granted_scope))
+
+    def issue_token(self, user, refresh_token):
+        scope = self.request.payload.scope or refresh_token.granted_scope
+        return self.generate_token(user=user, scope=scope, include_refresh_token=self.INCLUDE_NEW_REFRESH_TOKEN)
 
     def authenticate_user(self, refresh_token):
         # Rotate first: exactly one of two concurrent uses wins; the other is a reuse.

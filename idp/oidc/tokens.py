@@ -127,15 +127,22 @@ def save_token(token: dict, *, client, account, settings, code: AuthorizationCod
 
 
 def find_by_refresh_token(refresh_token: str, *, ip: str | None) -> Token | None:
-    """The usable token row of a refresh token, or None.
+    """The usable token row of a refresh token, or None; `row.granted_scope` is the scope
+    the family was granted (its access tokens may have been narrowed).
 
     Presenting a refresh token that was already rotated means it leaked (or the
     client is broken): the whole family is revoked (RFC 9700 4.14.2)."""
-    row = db.session.scalars(
-        _tokens(Token.refresh_token_hash == hash_secret(refresh_token))
+    # RFC 6749 6: a narrowed refresh narrows only its access token; the family keeps the scope
+    # granted with the code, read in the same statement.
+    granted = (select(AuthorizationCode.scope).where(AuthorizationCode.id == Token.authorization_code_id)
+               .scalar_subquery())
+    found = db.session.execute(
+        _tokens(Token.refresh_token_hash == hash_secret(refresh_token)).add_columns(granted)
     ).unique().first()
+    row = found[0] if found else None
     if row is None or row.revoked_at is not None:
         return None
+    row.granted_scope = found[1] if found[1] is not None else row.scope
     if row.refresh_used_at is not None:
         refresh_reused(row, ip=ip)
         return None

@@ -105,3 +105,26 @@ def test_userinfo_refuses_a_token_sent_both_in_the_header_and_the_body(browser, 
     assert response.get_json()["error"] == "invalid_request"
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_request"'
     assert "sub" not in response.get_json()
+
+
+def test_narrowed_refresh_keeps_the_originally_granted_scope_for_later_refreshes(
+    browser, oakwood_rp, world, frozen_clock
+):
+    # RFC 6749 6: the new refresh token's scope is that of the one presented; omitting
+    # scope means "as originally granted".
+    browser.login("oakwood", "head@oakwood.example.org")
+    tokens = oakwood_rp.tokens()
+    narrow = oakwood_rp.post("/token", {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+                                        "scope": "openid offline_access"}).get_json()
+    assert narrow["scope"] == "openid offline_access"
+    info = oakwood_rp.http.get("/userinfo", headers={"Authorization": "Bearer " + narrow["access_token"]})
+    assert "email" not in info.get_json() and "name" not in info.get_json()
+
+    again = oakwood_rp.refresh(narrow["refresh_token"]).get_json()
+    assert set(again["scope"].split()) == {"openid", "profile", "email", "offline_access"}
+    wide = oakwood_rp.post("/token", {"grant_type": "refresh_token", "refresh_token": again["refresh_token"],
+                                      "scope": "openid email"})
+    assert wide.status_code == 200 and wide.get_json()["scope"] == "openid email"
+    wider = oakwood_rp.post("/token", {"grant_type": "refresh_token", "refresh_token": wide.get_json()["refresh_token"],
+                                       "scope": "openid email phone"})
+    assert wider.get_json()["error"] == "invalid_scope"
