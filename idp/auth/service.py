@@ -34,9 +34,7 @@ def authenticate(tenant: Tenant, provider: str, email: str, password: str, *, ip
     Unknown accounts, wrong passwords, invited accounts with no password yet and
     deactivated members all fail alike, after the same argon2 work."""
     email = normalise_email(email)
-    # One SSO account signs in at each of its schools: counted per school, a guesser would get
-    # a fresh allowance at every one of them. Identity accounts belong to one school anyway.
-    account_key = ("sso", email) if provider == "sso" else (tenant.slug, provider, email)
+    account_key = _throttle_key(tenant, provider, email)
     if LOGIN_PER_ACCOUNT.is_blocked(*account_key) or LOGIN_PER_IP.is_blocked(ip or "unknown"):
         audit.record(audit.LOGIN_THROTTLED, tenant=tenant, outcome="refused", ip=ip, provider=provider, email=email)
         db.session.commit()
@@ -61,6 +59,18 @@ def authenticate(tenant: Tenant, provider: str, email: str, password: str, *, ip
         directory.set_password_hash(account, passwords.hash_password(password))
     LOGIN_PER_ACCOUNT.clear(*account_key)
     return account
+
+
+def _throttle_key(tenant: Tenant, provider: str, email: str) -> tuple[str, ...]:
+    # One SSO account signs in at each of its schools: counted per school, a guesser would get
+    # a fresh allowance at every one of them. Identity accounts belong to one school anyway.
+    email = normalise_email(email)
+    return ("sso", email) if provider == "sso" else (tenant.slug, provider, email)
+
+
+def forget_failed_logins(account: Account, tenant: Tenant) -> None:
+    """The locked-out message sends people to set a new password: once they have, let them in."""
+    LOGIN_PER_ACCOUNT.clear(*_throttle_key(tenant, account.provider, account.email))
 
 
 def record_sign_in(account: Account, tenant: Tenant, provider: str, amr: list[str], *, ip: str | None) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from .. import audit, clock
 from ..accounts import credentials, directory, passwords
+from ..auth import service as auth_service
 from ..errors import DeliveryFailed, DomainError, RateLimited
 from ..extensions import db
 from ..mail import messages, send
@@ -321,4 +322,5 @@ def redeem_reset_link(token: str, password: str, confirmation: str | None, *, ip
                                 via="reset_link")
     audit.record(audit.RESET_USED, tenant=tenant, actor=account, subject=account, ip=ip, purpose=link.purpose)
     db.session.commit()
+    auth_service.forget_failed_logins(account, tenant)
     return link

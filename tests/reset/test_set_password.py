@@ -292,3 +292,14 @@ def test_request_logs_never_show_the_token(app, caplog):
     logging.getLogger("werkzeug").disabled = False
     logging.getLogger("werkzeug").info('%s - - [%s] %s', "127.0.0.1", "now", '"GET /reset/abcDEF123_-xyz HTTP/1.1" 200 -')
     assert "abcDEF123" not in caplog.text and "/reset/[redacted]" in caplog.text
+
+
+def test_setting_a_new_password_lifts_the_lock_on_failed_logins(app, browser, world, outbox):
+    # The locked-out message tells people to set a new password with the forgotten-password link.
+    app.config["THROTTLE_RULES"] = {"login-account": "3 per minute"}
+    for _ in range(3):
+        browser.login("beech", "pat.lee@example.org", "wrong")
+    assert browser.login("beech", "pat.lee@example.org", PASSWORD).status_code == 429
+    request_link(browser, "beech", "pat.lee@example.org")
+    set_password(browser, outbox.last_link())
+    assert browser.login("beech", "pat.lee@example.org", NEW_PASSWORD).status_code == 302
