@@ -13,6 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from .config import PROJECT_ROOT, Settings, UnsafeForProduction
 from .errors import DomainError
+from .web import refuse_nul_characters
 from .extensions import csrf, db, limiter, login_manager, migrate
 
 BLUEPRINTS = (
@@ -67,6 +68,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     _register_error_pages(app)
     _register_security_headers(app)
+    app.before_request(refuse_nul_characters)
     from .querycount import register_query_count
 
     register_query_count(app)

@@ -33,3 +33,12 @@ def tenant_or_404(slug: str) -> Tenant:
     if tenant is None:
         abort(404, description="There is no CPOMS system at this address. Please check your school's CPOMS URL.")
     return tenant
+
+
+def refuse_nul_characters() -> None:
+    """No form or query value may hold a NUL character: no one types it, and PostgreSQL
+    refuses it in text (a 500 there), so it is a clear 400 here for every endpoint."""
+    for values in (request.args, request.form):
+        for value in values.listvalues():
+            if any("\x00" in item for item in value):
+                abort(400, description="The request contains a character that is not allowed (NUL).")

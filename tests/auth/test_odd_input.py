@@ -25,3 +25,13 @@ def test_odd_form_and_query_values_never_cause_a_server_error(client, world):
         if undecodable.status_code >= 500:
             failures.append(("undecodable", url[:40], undecodable.status_code))
     assert not failures
+
+
+def test_a_nul_character_in_any_value_is_a_clear_400(client, world):
+    # PostgreSQL cannot store NUL in text; it must be refused before any query, on every endpoint.
+    for url in ("/t/oakwood/login?provider=\x00", "/t/oakwood/forgot-password?provider=sso\x00"):
+        response = client.get(url)
+        assert response.status_code == 400
+        assert "not allowed" in response.get_data(as_text=True)
+    response = client.post("/token", data={"grant_type": "authorization_code", "code": "a\x00b"})
+    assert response.status_code == 400
