@@ -56,6 +56,11 @@ class Throttle:
         for item in self._items():
             _attempt("hit", item, self.name, *key)
 
+    def lock_seconds(self, *key: str) -> int | None:
+        """How long the longest used-up limit locks `key` for (None when nothing is used up)."""
+        used_up = [item for item in self._items() if not _attempt("test", item, self.name, *key)]
+        return max((item.get_expiry() for item in used_up), default=None)
+
     def clear(self, *key: str) -> None:
         if not self._enabled():
             return

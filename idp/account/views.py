@@ -53,7 +53,7 @@ class _Page:
     def step_up_first(self):
         """An enrolled account adds keys only from a sign-in that used one: otherwise a stolen
         password alone could add the thief's phone and pass every later 2FA check."""
-        if not mfa.is_enrolled(self.account) or self.signed_in.has_second_factor:
+        if not self.account.mfa_enrolled or self.signed_in.has_second_factor:
             return None
         tenant = self.tenant or next((m.tenant for m in self.account.memberships if m.active), None)
         if tenant is None:
@@ -175,7 +175,7 @@ def remove_device(page: _Page, device_id: int):
 @bp.route("/account/security/recovery-codes", methods=["GET", "POST"])
 @signed_in_page
 def recovery_codes(page: _Page):
-    if not mfa.is_enrolled(page.account):
+    if not page.account.mfa_enrolled:
         return redirect(url_for("account.security", **page.params))
     form = SecondFactorForm()
     status = 200

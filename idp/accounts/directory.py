@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from sqlalchemy import exists, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, undefer
 
 from ..errors import Conflict, InvalidInput, NotFound
 from ..extensions import db
@@ -56,7 +56,9 @@ def find_account(tenant: Tenant, provider: str, email: str) -> Account | None:
     else:
         return None
     # Memberships come in the same statement: the login checks the active membership next.
-    query = query.where(Account.retired.is_(False)).options(joinedload(Account.memberships))
+    query = query.where(Account.retired.is_(False)).options(
+        joinedload(Account.memberships), undefer(Account.mfa_enrolled)
+    )
     return db.session.scalars(query).unique().first()
 
 

@@ -23,11 +23,11 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 
 from .. import audit, clock
 from ..errors import DomainError, NotAllowed, NotFound, RateLimited
-from ..extensions import db, limiter
+from ..extensions import db
 from ..models import Account, Membership, MfaDevice, RecoveryCode, Tenant
 from ..models.base import hash_secret
 from ..ratelimits import MFA_PER_ACCOUNT, Throttle
@@ -160,13 +160,9 @@ def confirmed_devices(account: Account) -> list[MfaDevice]:
 
 
 def is_enrolled(account: Account) -> bool:
-    return (
-        db.session.scalar(
-            select(func.count(MfaDevice.id)).where(
-                MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_not(None)
-            )
-        )
-        > 0
+    """Asked afresh, for the write paths; readers use the loaded `account.mfa_enrolled`."""
+    return db.session.scalar(
+        select(exists().where(MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_not(None)))
     )
 
 
@@ -335,8 +331,7 @@ def check_code(account: Account, code: str, *, tenant: Tenant | None, ip: str | 
 
 def _lock_length(throttle: Throttle, key: str) -> str:
     """How long the lock may last, from the longest limit that is used up ("5 minutes", "24 hours")."""
-    used_up = [item for item in throttle._items() if not limiter.limiter.test(item, throttle.name, key)]
-    seconds = max((item.get_expiry() for item in used_up), default=300)
+    seconds = throttle.lock_seconds(key) or 300
     if seconds < 3600:
         minutes = -(-seconds // 60)
         return f"{minutes} minute{'s' if minutes != 1 else ''}"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from flask import session
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, undefer
 
 from .. import clock
 from ..extensions import db, login_manager
@@ -41,7 +41,9 @@ def _load_account(login_id: str) -> Account | None:
     # One statement: the account with its memberships (and their tenants), which authorize needs next.
     account = (
         db.session.scalars(
-            select(Account).where(Account.id == account_id).options(joinedload(Account.memberships))
+            select(Account)
+            .where(Account.id == account_id)
+            .options(joinedload(Account.memberships), undefer(Account.mfa_enrolled))
         )
         .unique()
         .first()

@@ -124,7 +124,7 @@ def second_factor(slug: str):
         account = signed_in.account
         if signed_in.has_second_factor:
             return redirect(next_url or url_for("auth.home", slug=slug))
-        if not mfa.is_enrolled(account):
+        if not account.mfa_enrolled:
             return redirect(url_for("account.security", tenant=slug, next=next_url))
 
     form = SecondFactorForm()

@@ -38,10 +38,11 @@ class RecoveryCode(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-# Whether the account has a confirmed device, loaded in the same statement as the account
-# itself: sign-in and authorize ask it on every request (issue 7's query budget).
+# Whether the account has a confirmed device. Deferred, so lists of accounts do not pay for
+# it; sign-in and authorize load it in the account's own statement with undefer().
 Account.mfa_enrolled = column_property(
     exists()
     .where(MfaDevice.account_id == Account.id, MfaDevice.confirmed_at.is_not(None))
     .correlate_except(MfaDevice),
+    deferred=True,
 )
