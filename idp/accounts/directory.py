@@ -96,13 +96,18 @@ def page_provider(tenant: Tenant, requested: str | None) -> tuple[str, bool]:
 
     The switch exists only where the tenant has SSO members (help page). Unless the
     person chose, a tenant whose members are all SSO (typically StaffSafe) opens on SSO."""
-    if not tenant_has_sso_members(tenant):
+    has_sso, has_identity = db.session.execute(
+        select(
+            exists().where(
+                Membership.tenant_id == tenant.id, Membership.account_id == Account.id, Account.provider == "sso"
+            ),
+            exists().where(Account.provider == "identity", Account.tenant_id == tenant.id),
+        )
+    ).one()
+    if not has_sso:
         return "identity", False
     if requested in PROVIDERS:
         return requested, True
-    has_identity = db.session.scalar(
-        select(exists().where(Account.provider == "identity", Account.tenant_id == tenant.id))
-    )
     return ("identity" if has_identity else "sso"), True
 
 

@@ -64,7 +64,7 @@ def authenticate(tenant: Tenant, provider: str, email: str, password: str, *, ip
 def _throttle_key(tenant: Tenant, provider: str, email: str) -> tuple[str, ...]:
     # One SSO account signs in at each of its schools: counted per school, a guesser would get
     # a fresh allowance at every one of them. Identity accounts belong to one school anyway.
-    email = normalise_email(email)
+    # `email` is already normalised (authenticate, or the stored account email).
     return ("sso", email) if provider == "sso" else (tenant.slug, provider, email)
 
 
