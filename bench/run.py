@@ -294,7 +294,7 @@ def print_report(results: dict, log=print) -> None:
         if "overhead_cpu_ms" in overhead:
             log(f"password login in CPU time: {overhead['server_cpu_per_login_ms']} ms per login (page + POST) "
                 f"= hash {overhead['argon2_verify_cpu_ms']} ms + {overhead['overhead_cpu_ms']} ms of everything else")
-    log(f"machine load average (1 min) during the workloads: "
+    log("machine load average (1 min) during the workloads: "
         + ", ".join(f"{n} {w['loadavg_1m'][0]:.1f}-{w['loadavg_1m'][1]:.1f}" for n, w in results["workloads"].items()))
     log(f"ID token signature verified against JWKS: {results.get('id_token_check')}")
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from .. import audit
 from ..extensions import db
-from ..models import Account, AuthorizationCode, Client, Tenant
+from ..models import Account, Client, Tenant
 from ..oidc import registry
 from .service import revoke_tokens
 
@@ -82,12 +82,8 @@ def rotate_application_secret(tenant: Tenant, client_id: str, *, actor: Account 
 def delete_application(tenant: Tenant, client_id: str, *, actor: Account | None, ip: str | None = None) -> None:
     """Delete a client; its live tokens are revoked first so nothing it issued keeps working."""
     client = get_client(tenant, client_id)
+    # Revoked here first so the audit log names them; registry.delete_client ends the rest.
     revoke_tokens(tenant, None, actor=actor, ip=ip, reason="client deleted", client_id=client.client_id)
-    db.session.execute(
-        AuthorizationCode.__table__.delete().where(
-            AuthorizationCode.client_id == client.client_id, AuthorizationCode.tenant_id == tenant.id
-        )
-    )
     audit.record(audit.CLIENT_DELETED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
                  name=client.name)
     registry.delete_client(client)

@@ -315,5 +315,4 @@ class ClientConfiguration(rfc7592.ClientConfigurationEndpoint):
     def delete_client(self, client, request):
         audit.record(audit.CLIENT_DELETED, tenant=client.tenant_id, ip=client_ip(), client_id=client.client_id,
                      via="dynamic registration")
-        tokens.end_client_grants(client)
         registry.delete_client(client)

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
-from flask import current_app, has_app_context
+from flask import current_app
 
 from .. import clock
 from ..errors import InvalidInput, NotFound
 from ..extensions import db
-from ..models import Client, InitialAccessToken, Tenant
+from ..models import AuthorizationCode, Client, InitialAccessToken, Tenant, Token
 from ..models.base import hash_secret, new_secret
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
@@ -135,7 +135,20 @@ def tenant_client(tenant: Tenant, client_id: str) -> Client:
 
 
 def delete_client(client: Client) -> None:
+    """Delete a client: its live tokens are revoked and its codes discarded first, so nothing it
+    was issued keeps working (every way of deleting a client comes through here)."""
     client_id = client.client_id
+    db.session.execute(
+        update(Token)
+        .where(Token.client_id == client_id, Token.tenant_id == client.tenant_id, Token.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.execute(
+        delete(AuthorizationCode)
+        .where(AuthorizationCode.client_id == client_id)
+        .execution_options(synchronize_session=False)
+    )
     db.session.delete(client)
     db.session.flush()
     forget_cached_client(client_id)
@@ -144,8 +157,7 @@ def delete_client(client: Client) -> None:
 def forget_cached_client(client_id: str) -> None:
     """This process stops using its cached copy at once; other workers within
     server.CLIENT_CACHE_SECONDS."""
-    if has_app_context():
-        current_app.extensions.get(CLIENT_CACHE_KEY, {}).pop(client_id, None)
+    current_app.extensions.get(CLIENT_CACHE_KEY, {}).pop(client_id, None)
 
 
 def issue_initial_access_token(tenant: Tenant, created_by=None, *, ttl: timedelta = INITIAL_ACCESS_TOKEN_TTL) -> str:

@@ -18,7 +18,7 @@ from .. import clock
 from ..models import Client, Tenant
 from ..models.base import new_secret
 from . import endpoints, grants, tokens
-from .registry import CLIENT_CACHE_KEY, find_client, forget_cached_client
+from .registry import CLIENT_CACHE_KEY, find_client
 
 #: How long a worker may keep using a client's settings after an admin changed them elsewhere.
 CLIENT_CACHE_SECONDS = 10
@@ -61,9 +61,6 @@ def query_client(client_id: str | None) -> Client | None:
     return copy
 
 
-forget_client = forget_cached_client
-
-
 def _save_token(token: dict, request) -> None:
     tokens.save_token(
         token,
@@ -78,16 +75,13 @@ def _save_token(token: dict, request) -> None:
 def _token_generator(app: Flask) -> BearerTokenGenerator:
     settings = app.config["SETTINGS"]
 
-    def access_token(**_):
-        return new_secret(32)
-
-    def refresh_token(**_):
+    def opaque_token(**_):
         return new_secret(32)
 
     def expires_in(client, grant_type):
         return settings.access_token_ttl
 
-    return BearerTokenGenerator(access_token, refresh_token, expires_in)
+    return BearerTokenGenerator(opaque_token, opaque_token, expires_in)
 
 
 class Server(AuthorizationServer):

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import joinedload
 
 from .. import audit, clock
@@ -235,17 +235,3 @@ def revoke_presented_token(presented: PresentedToken, *, ip: str | None) -> None
         )
     audit.record(audit.TOKEN_REVOKED, tenant=row.tenant_id, subject=row.account_id, ip=ip,
                  client_id=row.client_id, token_type=presented.kind)
-
-
-def end_client_grants(client) -> None:
-    """Before a client is deleted: its live tokens are revoked and its codes discarded."""
-    db.session.execute(
-        update(Token)
-        .where(Token.client_id == client.client_id, Token.tenant_id == client.tenant_id, Token.revoked_at.is_(None))
-        .values(revoked_at=clock.now())
-        .execution_options(synchronize_session=False)
-    )
-    db.session.execute(
-        delete(AuthorizationCode).where(AuthorizationCode.client_id == client.client_id)
-        .execution_options(synchronize_session=False)
-    )

@@ -120,7 +120,7 @@ def _authorization_error(error: OAuth2Error):
         render_template(
             "oidc/error.html",
             error=error.error,
-            description=error.get_error_description() if hasattr(error, "get_error_description") else "",
+            description=error.get_error_description(),
         ),
         400,
     )

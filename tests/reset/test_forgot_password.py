@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from idp import audit
 from idp.extensions import db
-from idp.models import AuditEvent, ResetLink, Tenant
+from idp.models import AuditEvent, ResetLink
 
 UNKNOWN = "The email address you entered does not exist"
 

@@ -5,7 +5,6 @@ import threading
 from datetime import timedelta
 from html import unescape
 
-import pytest
 from flask import g
 from sqlalchemy import select
 
