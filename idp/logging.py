@@ -41,6 +41,32 @@ def _configure_logger(state) -> None:
     logger.propagate = False
     # Alembic's fileConfig (migrations/env.py) disables loggers that existed before it ran.
     logger.disabled = False
+    for name in ("werkzeug", "gunicorn.access"):
+        if _ACCESS_LOG_REDACTOR not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_ACCESS_LOG_REDACTOR)
+
+
+class _RedactSecretPaths(logging.Filter):
+    """Other servers' access logs (werkzeug, gunicorn) print whole paths: keep reset tokens out."""
+
+    PATTERN = re.compile("(" + "|".join(re.escape(p) for p in SECRET_PATH_PREFIXES) + r")[^\s\"?]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._clean(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            # In place: gunicorn's atoms dict answers "-" for keys it lacks, a copy would not.
+            for key in list(record.args.keys()):
+                record.args[key] = self._clean(dict.__getitem__(record.args, key))
+        return True
+
+    def _clean(self, value):
+        return self.PATTERN.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+
+
+_ACCESS_LOG_REDACTOR = _RedactSecretPaths()
 
 
 def request_id() -> str:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import re
-
 from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 
 from ..accounts import directory, passwords
@@ -94,31 +91,3 @@ def _expired_page(link):
         form.provider.data, has_sso = directory.page_provider(tenant, link.account.provider)
     return render_template("reset/link_expired.html", tenant=tenant, form=form, has_sso=has_sso,
                            provider_hints=PROVIDER_HINTS), 410
-
-
-class _RedactResetTokens(logging.Filter):
-    """Request logs (werkzeug, gunicorn) print the path: keep reset tokens out of them."""
-
-    PATTERN = re.compile(r"/reset/[^\s\"?]+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = self.PATTERN.sub("/reset/[redacted]", record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._clean(a) for a in record.args)
-        elif isinstance(record.args, dict):
-            # In place: gunicorn's atoms dict answers "-" for keys it lacks, a copy would not.
-            for key in list(record.args.keys()):
-                value = dict.__getitem__(record.args, key)
-                if isinstance(value, str) and "/reset/" in value:
-                    record.args[key] = self._clean(value)
-        return True
-
-    def _clean(self, value):
-        return self.PATTERN.sub("/reset/[redacted]", value) if isinstance(value, str) else value
-
-
-_REDACTOR = _RedactResetTokens()
-for _name in ("werkzeug", "gunicorn.access"):
-    if _REDACTOR not in logging.getLogger(_name).filters:
-        logging.getLogger(_name).addFilter(_REDACTOR)
