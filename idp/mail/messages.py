@@ -6,6 +6,7 @@ from __future__ import annotations
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
+from urllib.parse import urlencode
 
 from flask import current_app, render_template
 
@@ -52,3 +53,25 @@ def reset_password(**kwargs) -> EmailMessage:
 def invitation(**kwargs) -> EmailMessage:
     """"Set your password": an account with no password yet (first-time sign-in)."""
     return render_message("invitation", to=kwargs["email"], **_password_link_context(**kwargs))
+
+
+def login_url(tenant, provider: str) -> str:
+    """The tenant's login page opened on `provider`, as an absolute link for a mail."""
+    issuer = current_app.config["SETTINGS"].issuer.rstrip("/")
+    return f"{issuer}/t/{tenant.slug}/login?{urlencode({'provider': provider})}"
+
+
+def provider_changed(*, account, tenant, provider: str) -> EmailMessage:
+    """"Use this login from now on": an admin moved the person to another provider."""
+    return render_message(
+        "provider_changed",
+        to=account.email,
+        name=account.name if account.name and account.name != account.email else "",
+        email=account.email,
+        school=tenant.name,
+        product=tenant.product_name,
+        provider=provider,
+        provider_name=PROVIDER_NAMES[provider],
+        login_url=login_url(tenant, provider),
+        has_password=account.has_password,
+    )

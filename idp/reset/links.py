@@ -191,10 +191,10 @@ def _create_link(account: Account, tenant: Tenant, *, requested_by, ip):
 
 def _build_message(*, email, name, provider, tenant, purpose, token, expires_at) -> EmailMessage:
     issuer = current_app.config["SETTINGS"].issuer
-    login_url = f"{issuer}/t/{tenant.slug}/login" + ("?provider=sso" if provider == "sso" else "")
     builder = messages.invitation if purpose == "invite" else messages.reset_password
     return builder(email=email, name=name, provider=provider, tenant=tenant, link_url=f"{issuer}/reset/{token}",
-                   expires_text=describe_expiry(expires_at, tenant.timezone), login_url=login_url)
+                   expires_text=describe_expiry(expires_at, tenant.timezone),
+                   login_url=messages.login_url(tenant, provider))
 
 
 def _deliver(link_id: int, message: EmailMessage, info: dict) -> None:

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from idp.admin import notices
+from idp.mail import messages
 
 
 @pytest.mark.parametrize("mail_from, expected", [
@@ -13,5 +13,5 @@ from idp.admin import notices
 ])
 def test_provider_change_notice_is_sent_from_a_named_sender_address(app, world, mail_from, expected):
     app.config["SETTINGS"] = replace(app.config["SETTINGS"], mail_from=mail_from)
-    message = notices.provider_changed(world.oakwood_identity, world.oakwood, "sso")
+    message = messages.provider_changed(account=world.oakwood_identity, tenant=world.oakwood, provider="sso")
     assert str(message["From"]) == expected
