@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -56,20 +55,11 @@ def peer_server(port: int, users: int, client_secret: str):
            "PEER_CLIENT_ID": "bench-client", "PEER_CLIENT_SECRET": client_secret,
            "PEER_REDIRECT_URI": run.REDIRECT_URI, "NODE_ENV": "production"}
     workdir = Path(tempfile.mkdtemp(prefix="idp-bench-peer-"))
-    log_path = workdir / "peer.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen(["node", "server.mjs"], cwd=PEER_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
     try:
-        run.wait_healthy(f"http://127.0.0.1:{port}/healthz", process, log_path)
-        yield process
+        with run.serving(["node", "server.mjs"], cwd=PEER_DIR, env=env, log_path=workdir / "peer.log", port=port,
+                         stop_timeout=10) as process:
+            yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

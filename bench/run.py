@@ -100,14 +100,9 @@ def prepare_instance(instance: Path, database_url: str, users: int) -> dict:
 
 def _ensure_signing_key() -> None:
     """Make the first signing key before the workers start, so they do not race to create one."""
-    try:
-        from idp.oidc import keys
-    except ImportError:
-        return
-    for name in ("ensure_signing_key", "current_signing_key", "active_key"):
-        if hasattr(keys, name):
-            getattr(keys, name)()
-            return
+    from idp.oidc import keys
+
+    keys.current_signing_key()
 
 
 @contextmanager
@@ -131,19 +126,27 @@ def gunicorn(instance: Path, database_url: str, port: int, *, workers: int, work
                "--chdir", str(PROJECT_ROOT)]
     if worker_class == "gthread":
         command += ["--threads", str(threads)]
-    log = open(instance / "gunicorn.log", "w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", process, instance / "gunicorn.log")
+    with serving(command, env=env, log_path=instance / "gunicorn.log", port=port) as process:
         yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
+
+
+@contextmanager
+def serving(command: list[str], *, env: dict, log_path: Path, port: int, cwd: Path | None = None,
+            stop_timeout: float = 20):
+    """A server process (ours or the peer) from start until /healthz answers, and stopped after."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", process, log_path)
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
