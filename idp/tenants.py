@@ -20,19 +20,20 @@ def validate_timezone(tz: str) -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"Unknown timezone {tz!r}: use an IANA name such as Europe/London") from None
+        raise InvalidInput(f"Unknown timezone {tz!r}: use an IANA name such as Europe/London",
+                           field="timezone") from None
     return tz
 
 
 def _validate(slug: str | None = None, product: str | None = None, require_2fa: str | None = None):
     if slug is not None and not SLUG_RE.match(slug):
         raise InvalidInput(
-            f"Invalid slug {slug!r}: use lower-case letters, digits and hyphens (up to 63)"
+            f"Invalid slug {slug!r}: use lower-case letters, digits and hyphens (up to 63)", field="slug"
         )
     if product is not None and product not in PRODUCTS:
-        raise InvalidInput(f"Unknown product {product!r}: use cpoms or staffsafe")
+        raise InvalidInput(f"Unknown product {product!r}: use cpoms or staffsafe", field="product")
     if require_2fa is not None and require_2fa not in REQUIRE_2FA_VALUES:
-        raise InvalidInput(f"Unknown 2FA policy {require_2fa!r}: use off, admins or everyone")
+        raise InvalidInput(f"Unknown 2FA policy {require_2fa!r}: use off, admins or everyone", field="require_2fa")
 
 
 def create_tenant(
@@ -47,10 +48,10 @@ def create_tenant(
     slug = (slug or "").strip().lower()
     _validate(slug, product, require_2fa)
     if not (name or "").strip():
-        raise InvalidInput("A tenant needs a name")
+        raise InvalidInput("A tenant needs a name", field="name")
     timezone = validate_timezone(timezone or current_app.config["SETTINGS"].timezone)
     if find_tenant(slug) is not None:
-        raise Conflict(f"A tenant with slug {slug!r} already exists")
+        raise Conflict(f"A tenant with slug {slug!r} already exists", field="slug")
     tenant = Tenant(
         slug=slug,
         name=name.strip(),
@@ -65,6 +66,8 @@ def create_tenant(
 
 
 def update_tenant(tenant: Tenant, **changes) -> Tenant:
+    if "name" in changes and not (changes["name"] or "").strip():
+        raise InvalidInput("A tenant needs a name", field="name")
     _validate(None, changes.get("product"), changes.get("require_2fa"))
     if "timezone" in changes:
         validate_timezone(changes["timezone"])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from .. import audit, tenants
-from ..errors import InvalidInput, NotAllowed, NotFound
+from ..errors import NotAllowed, NotFound
 from ..extensions import db
 from ..models import Account, Client, Membership, Tenant
 
@@ -54,8 +54,6 @@ def create_tenant(*, actor: Account | None, ip: str | None = None, **values) -> 
 def update_tenant(slug: str, *, actor: Account | None, ip: str | None = None, **values) -> Tenant:
     tenant = get_tenant(slug)
     before = {key: getattr(tenant, key) for key in TENANT_FIELDS}
-    if "name" in values and not (values["name"] or "").strip():
-        raise InvalidInput("A tenant needs a name", field="name")
     tenants.update_tenant(tenant, **{k: v for k, v in values.items() if k in TENANT_FIELDS})
     changes = {key: [before[key], getattr(tenant, key)] for key in TENANT_FIELDS if before[key] != getattr(tenant, key)}
     if changes:

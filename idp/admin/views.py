@@ -86,8 +86,8 @@ def operator_only(view):
     return wrapper
 
 
-def _field_error(form, error: DomainError) -> bool:
-    """Put a refusal next to its field (or at the top); True when it was shown on the form."""
+def _field_error(form, error: DomainError) -> None:
+    """Put a refusal next to the field the service named (or at the top of the form)."""
     db.session.rollback()
     if error.status_code == 404:
         raise error
@@ -97,7 +97,6 @@ def _field_error(form, error: DomainError) -> bool:
         target.errors = list(target.errors or []) + [error.message]
     else:
         form.form_errors.append(error.message)
-    return True
 
 
 def _page_args(**changes) -> dict:
@@ -304,7 +303,7 @@ def add_application(tenant, actor):
                 tenant, **_client_values(form), public=form.client_type.data == "public", actor=actor, ip=client_ip()
             )
         except DomainError as error:
-            _field_error(form, error if error.details.get("field") else _uri_error(error))
+            _field_error(form, error)
         else:
             db.session.commit()
             # Rendered straight from the POST: the secret is never put in a URL, a session or a log.
@@ -321,18 +320,6 @@ def _client_values(form: ClientForm) -> dict:
     )
 
 
-def _uri_error(error: DomainError) -> DomainError:
-    """The registry's messages name what was wrong; point them at the right box."""
-    message = error.message
-    if "post-logout" in message:
-        error.details["field"] = "post_logout_redirect_uris"
-    elif "redirect URI" in message:
-        error.details["field"] = "redirect_uris"
-    elif "name" in message:
-        error.details["field"] = "name"
-    return error
-
-
 @bp.route("/t/<slug>/admin/applications/<client_id>", methods=["GET", "POST"])
 @tenant_admin
 def application(tenant, actor, client_id):
@@ -347,7 +334,7 @@ def application(tenant, actor, client_id):
             applications.update_application(tenant, client.client_id, **_client_values(form), actor=actor,
                                             ip=client_ip())
         except DomainError as error:
-            _field_error(form, _uri_error(error))
+            _field_error(form, error)
             client = applications.get_client(tenant, client_id)
         else:
             db.session.commit()
@@ -440,7 +427,7 @@ def add_tenant(actor):
         try:
             operators.create_tenant(actor=actor, ip=client_ip(), slug=form.slug.data, **_tenant_settings(form))
         except DomainError as error:
-            _field_error(form, _tenant_error(error))
+            _field_error(form, error)
         else:
             db.session.commit()
             return redirect(url_for("admin.tenants", done="created"))
@@ -449,16 +436,6 @@ def add_tenant(actor):
 
 def _tenant_settings(form: TenantForm) -> dict:
     return {key: getattr(form, key).data for key in operators.TENANT_FIELDS}
-
-
-def _tenant_error(error: DomainError) -> DomainError:
-    if not error.details.get("field"):
-        message = error.message.lower()
-        for name in ("slug", "timezone", "product", "name"):
-            if name in message:
-                error.details["field"] = name
-                break
-    return error
 
 
 @bp.route("/admin/tenants/<tenant_slug>", methods=["GET", "POST"])
@@ -470,7 +447,7 @@ def edit_tenant(actor, tenant_slug):
         try:
             operators.update_tenant(tenant.slug, actor=actor, ip=client_ip(), **_tenant_settings(form))
         except DomainError as error:
-            _field_error(form, _tenant_error(error))
+            _field_error(form, error)
         else:
             db.session.commit()
             return redirect(url_for("admin.tenants", done="saved"))

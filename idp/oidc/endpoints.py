@@ -193,7 +193,7 @@ def _registry_errors(call):
         return call()
     except InvalidInput as error:
         message = error.message.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "/")
-        if "redirect" in message.lower():
+        if error.details.get("field") in ("redirect_uris", "post_logout_redirect_uris"):
             raise rfc7591.InvalidRedirectURIError(message) from None
         raise rfc7591.InvalidClientMetadataError(message) from None
 

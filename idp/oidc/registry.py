@@ -34,17 +34,17 @@ class RegisteredClient:
     client_secret: str | None
 
 
-def validate_redirect_uri(uri: str, *, what: str = "redirect URI") -> str:
+def validate_redirect_uri(uri: str, *, what: str = "redirect URI", field: str = "redirect_uris") -> str:
     uri = (uri or "").strip()
     parts = urlsplit(uri)
     if not parts.scheme or not parts.netloc:
-        raise InvalidInput(f"The {what} {uri!r} must be an absolute URL")
+        raise InvalidInput(f"The {what} {uri!r} must be an absolute URL", field=field)
     if parts.fragment or "#" in uri:
-        raise InvalidInput(f"The {what} {uri!r} must not contain a fragment (#...)")
+        raise InvalidInput(f"The {what} {uri!r} must not contain a fragment (#...)", field=field)
     if parts.scheme == "http" and (parts.hostname or "") not in LOOPBACK_HOSTS:
-        raise InvalidInput(f"The {what} {uri!r} must use https (http is allowed only for 127.0.0.1 or localhost)")
+        raise InvalidInput(f"The {what} {uri!r} must use https (http is allowed only for 127.0.0.1 or localhost)", field=field)
     if parts.scheme not in ("http", "https"):
-        raise InvalidInput(f"The {what} {uri!r} must use https")
+        raise InvalidInput(f"The {what} {uri!r} must use https", field=field)
     return uri
 
 
@@ -63,11 +63,11 @@ def register_client(
     """A new client of `tenant`. `client_id`/`client_secret` are given only by dynamic
     registration, whose response already carries them (RFC 7591 3.2.1)."""
     if not (name or "").strip():
-        raise InvalidInput("A client needs a name")
+        raise InvalidInput("A client needs a name", field="name")
     if not redirect_uris:
-        raise InvalidInput("A client needs at least one redirect URI")
+        raise InvalidInput("A client needs at least one redirect URI", field="redirect_uris")
     uris = [validate_redirect_uri(u) for u in redirect_uris]
-    logout_uris = [validate_redirect_uri(u, what="post-logout redirect URI") for u in post_logout_redirect_uris or []]
+    logout_uris = [validate_redirect_uri(u, what="post-logout redirect URI", field="post_logout_redirect_uris") for u in post_logout_redirect_uris or []]
     secret = None if public else (client_secret or new_secret(32))
     client = Client(
         client_id=client_id or secrets.token_urlsafe(18),
@@ -95,15 +95,15 @@ def update_client(
 ) -> Client:
     if name is not None:
         if not name.strip():
-            raise InvalidInput("A client needs a name")
+            raise InvalidInput("A client needs a name", field="name")
         client.name = name.strip()
     if redirect_uris is not None:
         if not redirect_uris:
-            raise InvalidInput("A client needs at least one redirect URI")
+            raise InvalidInput("A client needs at least one redirect URI", field="redirect_uris")
         client.redirect_uris = [validate_redirect_uri(u) for u in redirect_uris]
     if post_logout_redirect_uris is not None:
         client.post_logout_redirect_uris = [
-            validate_redirect_uri(u, what="post-logout redirect URI") for u in post_logout_redirect_uris
+            validate_redirect_uri(u, what="post-logout redirect URI", field="post_logout_redirect_uris") for u in post_logout_redirect_uris
         ]
     db.session.flush()
     forget_cached_client(client.client_id)
