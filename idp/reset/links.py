@@ -8,7 +8,6 @@ the same code: the provider is only a value handed to the directory."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -26,7 +25,7 @@ from ..extensions import db
 from ..mail import messages, send
 from ..models import Account, ResetLink, Tenant, normalise_email
 from ..models.accounts import PROVIDERS
-from ..models.base import hash_secret, secret_matches
+from ..models.base import hash_secret, new_secret, secret_matches
 from ..ratelimits import RESET_PER_EMAIL, RESET_PER_IP
 
 #: The product's documented message (help page), shown verbatim.
@@ -36,8 +35,6 @@ THROTTLED_MESSAGE = (
     "junk, clutter and 'Other' folders, for the emails already sent, or wait a few minutes and try again."
 )
 EXPIRED_MESSAGE = "This link has expired"
-#: secrets.token_urlsafe(32): 256 bits of randomness.
-TOKEN_BYTES = 32
 
 
 class LinkExpired(DomainError):
@@ -141,7 +138,7 @@ def request_reset(tenant: Tenant, provider: str, email: str, *, ip: str | None =
 
 def _render_decoy(tenant: Tenant, provider: str, email: str) -> None:
     """The same token and mail work as a real request, for an address with no account."""
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_secret()
     hash_secret(token)
     _build_message(email=email, name="", provider=provider, tenant=tenant, purpose="reset",
                    token=token, expires_at=link_expiry(tenant))
@@ -167,7 +164,7 @@ def send_invitation(account: Account, tenant: Tenant, *, requested_by: Account |
 
 
 def _create_link(account: Account, tenant: Tenant, *, requested_by, ip):
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = new_secret()
     now = clock.now()
     link = ResetLink(
         token_hash=hash_secret(token),
@@ -298,12 +295,13 @@ def open_link(token: str, *, ip: str | None = None) -> ResetLink:
     raise LinkExpired(link)
 
 
-def redeem_reset_link(token: str, password: str, confirmation: str | None, *, ip: str | None = None) -> ResetLink:
-    """Set the password through the link: PolicyViolation (link untouched) or LinkExpired.
+def redeem_reset_link(link: ResetLink, password: str, confirmation: str | None, *,
+                      ip: str | None = None) -> ResetLink:
+    """Set the password through a link from `open_link`: PolicyViolation (link untouched) or
+    LinkExpired.
 
     The link is claimed with one conditional UPDATE, so of two simultaneous
     submissions exactly one wins."""
-    link = open_link(token, ip=ip)
     account, tenant = link.account, link.tenant
     passwords.check_policy(password, account=account, email=account.email, name=account.name or "",
                            confirmation=confirmation, extra_words=(tenant.name,))

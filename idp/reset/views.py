@@ -61,7 +61,7 @@ def reset_password(token: str):
     form = SetPasswordForm()
     if form.validate_on_submit():
         try:
-            links.redeem_reset_link(token, form.password.data, form.confirm.data, ip=client_ip())
+            links.redeem_reset_link(link, form.password.data, form.confirm.data, ip=client_ip())
         except links.LinkExpired as expired:
             return _expired_page(expired.link)
         except PolicyViolation as refused:
