@@ -44,6 +44,8 @@ class _Snapshot:
     public_jwks: dict = field(default_factory=lambda: {"keys": []})
     jwks_body: bytes = b'{"keys": []}'
     etag: str = ""
+    #: The public keys ready for verifying ID token hints, built once per snapshot.
+    public_keyset: KeySet | None = None
     last_miss_reload: int = 0
 
 
@@ -67,11 +69,13 @@ def _published_rows() -> list[SigningKey]:
     )
 
 
-def _snapshot_from(rows: list[SigningKey]) -> _Snapshot:
+def _snapshot_from(rows: list[SigningKey], previous: _Snapshot | None = None) -> _Snapshot:
     snapshot = _Snapshot(loaded_at=clock.timestamp())
+    known = previous.private_keys if previous is not None else {}
     public = []
     for row in rows:
-        key = RSAKey.import_key(row.private_jwk)
+        # A kid names one key for ever: reuse the imported key instead of parsing RSA again.
+        key = known.get(row.kid) or RSAKey.import_key(row.private_jwk)
         snapshot.private_keys[row.kid] = key
         jwk = key.as_dict(private=False)
         jwk.update({"kid": row.kid, "alg": row.alg, "use": "sig"})
@@ -81,6 +85,8 @@ def _snapshot_from(rows: list[SigningKey]) -> _Snapshot:
     snapshot.public_jwks = {"keys": public}
     snapshot.jwks_body = json.dumps(snapshot.public_jwks, sort_keys=True).encode()
     snapshot.etag = hashlib.sha256(snapshot.jwks_body).hexdigest()[:32]
+    if public:
+        snapshot.public_keyset = KeySet.import_key_set(snapshot.public_jwks)
     return snapshot
 
 
@@ -88,8 +94,8 @@ def _lock() -> threading.Lock:
     return current_app.extensions.setdefault(_CACHE_KEY + "_lock", threading.Lock())
 
 
-def _reload() -> _Snapshot:
-    snapshot = _snapshot_from(_published_rows())
+def _reload(previous: _Snapshot | None = None) -> _Snapshot:
+    snapshot = _snapshot_from(_published_rows(), previous)
     current_app.extensions[_CACHE_KEY] = snapshot
     return snapshot
 
@@ -101,7 +107,11 @@ def _snapshot(force: bool = False) -> _Snapshot:
     if not force and snapshot is not None and 0 <= now - snapshot.loaded_at < RELOAD_SECONDS:
         return snapshot
     with _lock():
-        return _reload()
+        # Threads that queued behind one reload take its result rather than reloading again.
+        current = current_app.extensions.get(_CACHE_KEY)
+        if current is not None and current is not snapshot:
+            return current
+        return _reload(current)
 
 
 def forget_cached_keys() -> None:
@@ -175,4 +185,4 @@ def verification_keys(kid: str | None = None) -> KeySet:
     if kid and kid not in snapshot.private_keys and now - snapshot.last_miss_reload >= MISS_RELOAD_SECONDS:
         snapshot = _snapshot(force=True)
         snapshot.last_miss_reload = now
-    return KeySet.import_key_set(snapshot.public_jwks)
+    return snapshot.public_keyset or KeySet.import_key_set(snapshot.public_jwks)
