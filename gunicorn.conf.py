@@ -17,11 +17,7 @@ def on_starting(server):
     from idp.config import Settings, UnsafeForProduction
 
     try:
-        settings = Settings.from_env()
+        Settings.from_env().check_production()
     except UnsafeForProduction as refused:
         print(f"Error: {refused}", file=sys.stderr)
-        sys.exit(1)
-    problems = settings.problems_for_production() if settings.is_production else []
-    if problems:
-        print("Error: Refusing to start in production mode: " + "; ".join(problems), file=sys.stderr)
         sys.exit(1)

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from .config import PROJECT_ROOT, Settings, UnsafeForProduction
+from .config import PROJECT_ROOT, Settings
 from .errors import DomainError
 from .web import refuse_nul_characters
 from .extensions import csrf, db, limiter, login_manager, migrate
@@ -30,9 +30,7 @@ BLUEPRINTS = (
 
 def create_app(overrides: dict | None = None) -> Flask:
     settings = Settings.from_env(overrides)
-    problems = settings.problems_for_production() if settings.is_production else []
-    if problems:
-        raise UnsafeForProduction(problems)
+    settings.check_production()
     settings = settings.with_generated_secret()
 
     app = Flask(

@@ -164,6 +164,12 @@ class Settings:
                 draft.unlink()
         return replace(self, secret_key=path.read_text().strip())
 
+    def check_production(self) -> None:
+        """In production mode, refuse (UnsafeForProduction) settings that must not serve real users."""
+        problems = self.problems_for_production() if self.is_production else []
+        if problems:
+            raise UnsafeForProduction(problems)
+
     def problems_for_production(self) -> list[str]:
         """Why this configuration must not serve real users (empty when fine)."""
         problems = []

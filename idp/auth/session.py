@@ -68,7 +68,7 @@ def add_factors(amr: list[str]) -> None:
     session[AMR_KEY] = list(dict.fromkeys(list(session.get(AMR_KEY, [])) + amr))
 
 
-def current_sign_in(max_age: int | None = None) -> SignIn | None:
+def current_sign_in() -> SignIn | None:
     """The live sign-in of this browser, or None (signed out, expired, or ended elsewhere)."""
     from flask import current_app
 
