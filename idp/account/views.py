@@ -146,11 +146,7 @@ def confirm_device(page: _Page, device_id: int):
 @signed_in_page
 def remove_device(page: _Page, device_id: int):
     device = mfa.get_device(page.account, device_id)
-    devices = mfa.confirmed_devices(page.account)
-    required_by = mfa.tenants_requiring(page.account)
-    refused = None
-    if device.confirmed_at is not None and len(devices) <= 1 and required_by:
-        refused = mfa.LAST_DEVICE_REQUIRED_MESSAGE.format(tenant=required_by[0].name)
+    refused = mfa.removal_refusal(page.account, device)
     form = SecondFactorForm()
     status = 200
     if refused is None and form.validate_on_submit():
@@ -168,7 +164,7 @@ def remove_device(page: _Page, device_id: int):
         status = 400
     return page.render(
         "account/remove_device.html", 409 if refused else status, form=form, device=device, refused=refused,
-        last_device=len(devices) <= 1,
+        last_device=len(mfa.confirmed_devices(page.account)) <= 1,
     )
 
 

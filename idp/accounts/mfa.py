@@ -244,6 +244,17 @@ def confirm_enrolment(
     return codes
 
 
+def removal_refusal(account: Account, device: MfaDevice) -> str | None:
+    """Why `device` may not be removed (None when it may): the last key stays while a tenant of
+    the account requires 2FA for it."""
+    if device.confirmed_at is None:
+        return None
+    required_by = tenants_requiring(account)
+    if required_by and len(confirmed_devices(account)) <= 1:
+        return LAST_DEVICE_REQUIRED_MESSAGE.format(tenant=required_by[0].name)
+    return None
+
+
 def remove_device(
     account: Account, device: MfaDevice, code: str, *, tenant: Tenant | None, ip: str | None
 ) -> None:
@@ -255,10 +266,10 @@ def remove_device(
         db.session.delete(device)
         db.session.commit()
         return
+    refusal = removal_refusal(account, device)
+    if refusal:
+        raise NotAllowed(refusal)
     devices = confirmed_devices(account)
-    required_by = tenants_requiring(account)
-    if len(devices) <= 1 and required_by:
-        raise NotAllowed(LAST_DEVICE_REQUIRED_MESSAGE.format(tenant=required_by[0].name))
     check_code(account, code, tenant=tenant, ip=ip, purpose="remove device")
     db.session.execute(delete(MfaDevice).where(MfaDevice.id == device.id, MfaDevice.account_id == account.id))
     if len(devices) <= 1:
