@@ -20,10 +20,6 @@ def list_clients(tenant: Tenant) -> list[Client]:
     )
 
 
-def get_client(tenant: Tenant, client_id: str) -> Client:
-    return registry.tenant_client(tenant, client_id)
-
-
 def parse_uri_lines(text: str | None) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
@@ -58,7 +54,7 @@ def update_application(
     actor: Account | None,
     ip: str | None = None,
 ) -> Client:
-    client = get_client(tenant, client_id)
+    client = registry.tenant_client(tenant, client_id)
     before = client.client_metadata
     registry.update_client(
         client, name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout_redirect_uris
@@ -72,7 +68,7 @@ def update_application(
 
 
 def rotate_application_secret(tenant: Tenant, client_id: str, *, actor: Account | None, ip: str | None = None) -> str:
-    client = get_client(tenant, client_id)
+    client = registry.tenant_client(tenant, client_id)
     secret = registry.rotate_secret(client)
     audit.record(audit.CLIENT_CHANGED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
                  changed=["client_secret"])
@@ -81,7 +77,7 @@ def rotate_application_secret(tenant: Tenant, client_id: str, *, actor: Account 
 
 def delete_application(tenant: Tenant, client_id: str, *, actor: Account | None, ip: str | None = None) -> None:
     """Delete a client; its live tokens are revoked first so nothing it issued keeps working."""
-    client = get_client(tenant, client_id)
+    client = registry.tenant_client(tenant, client_id)
     # Revoked here first so the audit log names them; registry.delete_client ends the rest.
     revoke_tokens(tenant, None, actor=actor, ip=ip, reason="client deleted", client_id=client.client_id)
     audit.record(audit.CLIENT_DELETED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,

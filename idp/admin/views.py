@@ -12,6 +12,7 @@ from wtforms import SelectChoice
 
 from ..accounts import mfa
 from ..auth import session
+from ..oidc import registry
 from ..auth.views import second_factor_redirect
 from ..errors import DomainError, NotAllowed
 from ..extensions import db
@@ -323,7 +324,7 @@ def _client_values(form: ClientForm) -> dict:
 @bp.route("/t/<slug>/admin/applications/<client_id>", methods=["GET", "POST"])
 @tenant_admin
 def application(tenant, actor, client_id):
-    client = applications.get_client(tenant, client_id)
+    client = registry.tenant_client(tenant, client_id)
     if request.method == "GET":
         form = ClientForm(formdata=None, name=client.name, redirect_uris="\n".join(client.redirect_uris),
                           post_logout_redirect_uris="\n".join(client.post_logout_redirect_uris))
@@ -335,7 +336,7 @@ def application(tenant, actor, client_id):
                                             ip=client_ip())
         except DomainError as error:
             _field_error(form, error)
-            client = applications.get_client(tenant, client_id)
+            client = registry.tenant_client(tenant, client_id)
         else:
             db.session.commit()
             return redirect(url_for("admin.application", slug=tenant.slug, client_id=client.client_id,
@@ -351,7 +352,7 @@ def _application_page(tenant, client, form, notice=None):
 @bp.route("/t/<slug>/admin/applications/<client_id>/rotate", methods=["POST"])
 @tenant_admin
 def rotate_application_secret(tenant, actor, client_id):
-    client = applications.get_client(tenant, client_id)
+    client = registry.tenant_client(tenant, client_id)
     if not ActionForm().validate_on_submit():
         abort(400)
     secret = applications.rotate_application_secret(tenant, client.client_id, actor=actor, ip=client_ip())
@@ -363,7 +364,7 @@ def rotate_application_secret(tenant, actor, client_id):
 @bp.route("/t/<slug>/admin/applications/<client_id>/delete", methods=["GET", "POST"])
 @tenant_admin
 def delete_application(tenant, actor, client_id):
-    client = applications.get_client(tenant, client_id)
+    client = registry.tenant_client(tenant, client_id)
     form = ActionForm()
     if form.validate_on_submit():
         name = client.name

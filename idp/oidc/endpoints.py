@@ -4,7 +4,6 @@ dynamic client registration (RFC 7591) with its management endpoint (RFC 7592)."
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from ..errors import InvalidInput
 from ..models.base import hash_secret, new_secret, secret_matches
 from ..web import client_ip
 from . import keys, registry, tokens
+from .metadata import provider_metadata
 
 
 def _issuer() -> str:
@@ -198,17 +198,19 @@ def _registry_errors(call):
         raise rfc7591.InvalidClientMetadataError(message) from None
 
 
-class ClientRegistration(rfc7591.ClientRegistrationEndpoint):
+class _OurMetadata:
+    """Registration validates client metadata against what discovery advertises."""
+
+    def get_server_metadata(self):
+        return provider_metadata(_issuer())
+
+
+class ClientRegistration(_OurMetadata, rfc7591.ClientRegistrationEndpoint):
     """A client registers itself with an initial access token an admin of its school issued;
     the client belongs to that school (RFC 7591 3: "protected registration")."""
 
     def __init__(self, server=None):
         super().__init__(server, claims_classes=REGISTRATION_CLAIMS)
-
-    def get_server_metadata(self):
-        from .metadata import provider_metadata
-
-        return provider_metadata(_issuer())
 
     def authenticate_token(self, request):
         tenant = registry.use_initial_access_token(_bearer(request))
@@ -217,7 +219,7 @@ class ClientRegistration(rfc7591.ClientRegistrationEndpoint):
         return tenant
 
     def generate_client_id(self, request):
-        return secrets.token_urlsafe(18)
+        return registry.new_client_id()
 
     def generate_client_secret(self, request):
         if (request.payload.data or {}).get("token_endpoint_auth_method") == "none":
@@ -263,16 +265,11 @@ class RegistrationAccessToken:
         return secret_matches(self.value, client.registration_token_hash)
 
 
-class ClientConfiguration(rfc7592.ClientConfigurationEndpoint):
+class ClientConfiguration(_OurMetadata, rfc7592.ClientConfigurationEndpoint):
     """Read, update or delete a dynamically registered client with its registration access token."""
 
     def __init__(self, server=None):
         super().__init__(server, claims_classes=REGISTRATION_CLAIMS)
-
-    def get_server_metadata(self):
-        from .metadata import provider_metadata
-
-        return provider_metadata(_issuer())
 
     def authenticate_token(self, request):
         value = _bearer(request)

@@ -48,6 +48,11 @@ def validate_redirect_uri(uri: str, *, what: str = "redirect URI", field: str = 
     return uri
 
 
+def new_client_id() -> str:
+    """A random public client identifier (144 bits), for every way a client is registered."""
+    return secrets.token_urlsafe(18)
+
+
 def register_client(
     tenant: Tenant,
     *,
@@ -67,10 +72,11 @@ def register_client(
     if not redirect_uris:
         raise InvalidInput("A client needs at least one redirect URI", field="redirect_uris")
     uris = [validate_redirect_uri(u) for u in redirect_uris]
-    logout_uris = [validate_redirect_uri(u, what="post-logout redirect URI", field="post_logout_redirect_uris") for u in post_logout_redirect_uris or []]
+    logout_uris = [validate_redirect_uri(u, what="post-logout redirect URI", field="post_logout_redirect_uris")
+                   for u in post_logout_redirect_uris or []]
     secret = None if public else (client_secret or new_secret(32))
     client = Client(
-        client_id=client_id or secrets.token_urlsafe(18),
+        client_id=client_id or new_client_id(),
         tenant_id=tenant.id,
         name=name.strip(),
         secret_hash=hash_secret(secret) if secret else None,
