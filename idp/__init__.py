@@ -99,6 +99,9 @@ def _configure(app: Flask, settings: Settings) -> None:
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=settings.https,
         PERMANENT_SESSION_LIFETIME=settings.session_ttl,
+        # A sign-in lasts session_ttl from auth_time however busy it is (auth.session), so
+        # re-signing the cookie on every request would only move its Expires, at a cost per request.
+        SESSION_REFRESH_EACH_REQUEST=False,
         # A login page left open all morning must still submit: the token lives as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=True,
