@@ -113,6 +113,22 @@ def sign_in_requirement(account, membership, amr, acr_2fa_requested: bool = Fals
     return None
 
 
+def nothing_more_needed_criteria(tenant: Tenant, amr, acr_2fa_requested: bool = False) -> list | None:
+    """sign_in_requirement's None, as SQL criteria over Account and its Membership of `tenant`,
+    for a statement that must decide without loading the account first (authorize's one-statement
+    path). [] where nothing is needed whatever the rows say; None where a second factor is needed
+    whatever they say; otherwise criteria true exactly for the rows that need nothing more."""
+    if "otp" in (amr or ()):
+        return []
+    policy = tenant.require_2fa or "off"
+    if acr_2fa_requested or policy == "everyone":
+        return None
+    criteria = [~Account.mfa_enrolled]
+    if policy == "admins":
+        criteria.append(Membership.role != "admin")
+    return criteria
+
+
 def acr_for(amr) -> str:
     return ACR_2FA if "otp" in (amr or ()) else ACR_PASSWORD
 

@@ -31,13 +31,41 @@ class SignIn:
     def has_second_factor(self) -> bool:
         return "otp" in self.amr
 
+    @property
+    def account_id(self) -> int:
+        return self.account.id
+
+    @property
+    def epoch(self) -> int:
+        return self.account.session_epoch
+
+
+@dataclass(frozen=True)
+class ClaimedSignIn:
+    """What this browser's signed cookie says about its sign-in, not yet checked against the
+    database: the account may since have been retired, deactivated or signed out everywhere.
+    Whoever acts on it must make that check part of its own statement (see tokens.save_code)."""
+
+    account_id: int
+    epoch: int
+    auth_time: int
+    amr: tuple[str, ...]
+
+
+def _parse_login_id(login_id) -> tuple[int, int] | None:
+    try:
+        account_id, epoch = (int(part) for part in str(login_id).split(".", 1))
+    except ValueError:
+        return None
+    return account_id, epoch
+
 
 @login_manager.user_loader
 def _load_account(login_id: str) -> Account | None:
-    try:
-        account_id, epoch = (int(part) for part in login_id.split(".", 1))
-    except ValueError:
+    parsed = _parse_login_id(login_id)
+    if parsed is None:
         return None
+    account_id, epoch = parsed
     # One statement: the account with its memberships (and their tenants), which authorize needs next.
     account = (
         db.session.scalars(
@@ -82,6 +110,20 @@ def current_sign_in() -> SignIn | None:
         sign_out()
         return None
     return SignIn(account=current_user._get_current_object(), auth_time=auth_time, amr=tuple(session.get(AMR_KEY, [])))
+
+
+def claimed_sign_in() -> ClaimedSignIn | None:
+    """The cookie's sign-in without a database round trip, or None where it is absent or expired."""
+    from flask import current_app
+
+    parsed = _parse_login_id(session.get("_user_id", ""))
+    auth_time = session.get(AUTH_TIME_KEY)
+    if parsed is None or not isinstance(auth_time, int):
+        return None
+    if clock.timestamp() - auth_time > current_app.config["SETTINGS"].session_ttl:
+        return None
+    return ClaimedSignIn(account_id=parsed[0], epoch=parsed[1], auth_time=auth_time,
+                         amr=tuple(session.get(AMR_KEY, [])))
 
 
 def sign_out() -> None:

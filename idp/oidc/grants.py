@@ -24,6 +24,10 @@ def _settings():
     return current_app.config["SETTINGS"]
 
 
+class SignInNotLive(Exception):
+    """No code was stored: the sign-in has ended, or needs more (a second factor) first."""
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
@@ -39,13 +43,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def save_authorization_code(self, code, request):
-        sign_in = request.idp_sign_in
+        # The "user" authorize hands over is the sign-in (session.SignIn or ClaimedSignIn).
+        sign_in = request.user
         data = request.payload.data
-        tokens.save_code(
+        saved = tokens.save_code(
             code,
             client=request.client,
-            account=request.user,
-            auth_time=sign_in.auth_time,
+            sign_in=sign_in,
+            criteria=request.idp_code_criteria,
             amr=claims.amr_values(sign_in.amr),
             acr=request.idp_acr,
             redirect_uri=request.payload.redirect_uri,
@@ -55,6 +60,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code_challenge_method=data.get("code_challenge_method"),
             ttl=_settings().authorization_code_ttl,
         )
+        if not saved:
+            raise SignInNotLive
 
     def query_authorization_code(self, code, client):
         return tokens.find_code(code, client, ip=client_ip())

@@ -11,12 +11,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, literal, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from .. import audit, clock
 from ..extensions import db
-from ..models import Account, AuthorizationCode, Token
+from ..models import Account, AuthorizationCode, Membership, Token
 from ..models.base import hash_secret
 
 
@@ -34,27 +34,43 @@ def _tokens(*where):
 # --- authorization codes ---------------------------------------------------------------
 
 
-def save_code(code: str, *, client, account, auth_time: int, amr: list[str], acr: str | None,
+def save_code(code: str, *, client, sign_in, criteria: list, amr: list[str], acr: str | None,
               redirect_uri: str | None, scope: str, nonce: str | None,
-              code_challenge: str | None, code_challenge_method: str | None, ttl: int) -> AuthorizationCode:
-    row = AuthorizationCode(
-        code_hash=hash_secret(code),
-        client_id=client.client_id,
-        account_id=account.id,
-        tenant_id=client.tenant_id,
-        redirect_uri=redirect_uri or "",
-        scope=scope or "",
-        nonce=nonce,
-        auth_time=auth_time,
-        amr=list(amr),
-        acr=acr,
-        code_challenge=code_challenge,
-        code_challenge_method=(code_challenge_method or "S256") if code_challenge else None,
-        created_at=clock.now(),
-        expires_at=clock.now() + timedelta(seconds=ttl),
+              code_challenge: str | None, code_challenge_method: str | None, ttl: int) -> bool:
+    """Store the code, in one INSERT ... SELECT that writes it only if `sign_in`'s account is still
+    signed in (same session epoch, not retired), an active member of the client's tenant, and
+    matches `criteria`. False when it did not: the sign-in ended or more is needed first."""
+    now = clock.now()
+    values = {
+        "code_hash": hash_secret(code),
+        "client_id": client.client_id,
+        "tenant_id": client.tenant_id,
+        "redirect_uri": redirect_uri or "",
+        "scope": scope or "",
+        "nonce": nonce,
+        "auth_time": sign_in.auth_time,
+        "amr": list(amr),
+        "acr": acr,
+        "code_challenge": code_challenge,
+        "code_challenge_method": (code_challenge_method or "S256") if code_challenge else None,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=ttl),
+    }
+    columns = AuthorizationCode.__table__.c
+    live_member = (
+        select(Account.id, *(literal(value, columns[name].type) for name, value in values.items()))
+        .join(Membership, Membership.account_id == Account.id)
+        .where(
+            Account.id == sign_in.account_id,
+            Account.session_epoch == sign_in.epoch,
+            Account.retired.is_(False),
+            Membership.tenant_id == client.tenant_id,
+            Membership.active.is_(True),
+            *criteria,
+        )
     )
-    db.session.add(row)
-    return row
+    statement = insert(AuthorizationCode).from_select(["account_id", *values], live_member)
+    return db.session.execute(statement).rowcount == 1
 
 
 def find_code(code: str, client, *, ip: str | None) -> AuthorizationCode | None:

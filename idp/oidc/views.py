@@ -34,6 +34,7 @@ from ..auth.views import second_factor_redirect
 from ..extensions import csrf, db
 from . import claims, keys
 from .endpoints import id_token_hint_claims, token_tenant
+from .grants import SignInNotLive
 from .metadata import PATHS, PUBLIC_CACHE, provider_metadata
 from .server import authorization_server, init_app, require_oauth
 
@@ -143,10 +144,11 @@ MAX_NONCE_LENGTH = 400
 @csrf.exempt
 def authorize():
     server = authorization_server()
-    signed_in = session.current_sign_in()
-    account = signed_in.account if signed_in else None
+    # The cookie's word for now: whether its sign-in still holds is settled by the statement
+    # that stores the code, or by loading the account where more has to be decided.
+    claimed = session.claimed_sign_in()
     try:
-        grant = server.get_consent_grant(end_user=account)
+        grant = server.get_consent_grant(end_user=claimed)
     except OAuth2Error as error:
         return _authorization_error(error)
 
@@ -185,6 +187,18 @@ def authorize():
         except OAuth2Error:
             return refuse(InvalidRequestError, "The 'id_token_hint' is not a valid ID token from this server.")
 
+    acr_2fa = mfa.ACR_2FA in (data.get("acr_values") or "").split()
+    # The usual case, a plain request from a signed-in browser: one statement, an INSERT that
+    # only writes the code if the account is still signed in, a member, and needs nothing more.
+    if claimed is not None and not prompts and max_age is None and hinted_sub is None:
+        criteria = mfa.nothing_more_needed_criteria(tenant, claimed.amr, acr_2fa)
+        if criteria is not None:
+            response = _issue_code(server, grant, claimed, criteria)
+            if response is not None:
+                return response
+
+    signed_in = session.current_sign_in()
+    account = signed_in.account if signed_in else None
     # Nobody signed in: the client's own school login page, then back here.
     if signed_in is None:
         if "none" in prompts:
@@ -208,17 +222,31 @@ def authorize():
         session.sign_out()
         return _to_login(tenant, data)
 
-    acr_2fa = mfa.ACR_2FA in (data.get("acr_values") or "").split()
     requirement = mfa.sign_in_requirement(account, membership, signed_in.amr, acr_2fa)
     if requirement in ("verify", "enrol"):
         if "none" in prompts:
             return refuse(InteractionRequiredError)
         return second_factor_redirect(requirement, tenant, _authorize_url())
 
-    # First-party school applications: consent is implied by the school, not asked.
-    oauth_request.idp_sign_in = signed_in
-    oauth_request.idp_acr = mfa.acr_for(signed_in.amr)
-    response = server.create_authorization_response(request=oauth_request, grant=grant, grant_user=account)
+    response = _issue_code(server, grant, signed_in, criteria=[])
+    if response is None:
+        # Ended between the check above and the write (signed out everywhere, deactivated).
+        session.sign_out()
+        return _to_login(tenant, data)
+    return response
+
+
+def _issue_code(server, grant, sign_in, criteria: list):
+    """The redirect with a code for `sign_in`, or None if the statement storing the code found the
+    sign-in ended or `criteria` unmet. First-party school applications: consent is implied by the
+    school, not asked."""
+    grant.request.idp_acr = mfa.acr_for(sign_in.amr)
+    grant.request.idp_code_criteria = criteria
+    try:
+        response = server.create_authorization_response(request=grant.request, grant=grant, grant_user=sign_in)
+    except SignInNotLive:
+        db.session.rollback()
+        return None
     db.session.commit()
     return response
 

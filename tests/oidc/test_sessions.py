@@ -124,19 +124,23 @@ def test_authorize_accepts_post(browser, oakwood_rp, world, frozen_clock):
     assert "code" in query_of(response.headers["Location"])
 
 
-def test_second_factor_required_redirects_to_the_verify_step(browser, oakwood_rp, world, frozen_clock, monkeypatch):
-    from idp.accounts import mfa
+def test_second_factor_required_redirects_to_the_verify_step(browser, oakwood_rp, world, frozen_clock):
+    from idp.extensions import db
+    from tests.mfa.conftest import enrol
 
     browser.login("oakwood", "head@oakwood.example.org")
-    monkeypatch.setattr(mfa, "sign_in_requirement", lambda *a, **k: "verify")
+    world.oakwood.require_2fa = "everyone"  # set since this browser signed in with its password
+    db.session.commit()
+    location = oakwood_rp.authorize().headers["Location"]
+    assert urlsplit(location).path == "/account/security"
+    assert query_of(location)["tenant"] == "oakwood"
+
+    world.oakwood.require_2fa = "off"
+    enrol(world.oakwood_admin)  # a key set up since, in another browser: this sign-in lacks it
     location = oakwood_rp.authorize().headers["Location"]
     assert urlsplit(location).path == "/t/oakwood/login/verify"
     assert query_of(location)["next"].startswith("/authorize?")
     assert query_of(oakwood_rp.authorize(prompt="none").headers["Location"])["error"] == "interaction_required"
-    monkeypatch.setattr(mfa, "sign_in_requirement", lambda *a, **k: "enrol")
-    location = oakwood_rp.authorize().headers["Location"]
-    assert urlsplit(location).path == "/account/security"
-    assert query_of(location)["tenant"] == "oakwood"
 
 
 def test_2fa_acr_request_reaches_the_mfa_policy(browser, oakwood_rp, world, frozen_clock, monkeypatch):
@@ -148,3 +152,24 @@ def test_2fa_acr_request_reaches_the_mfa_policy(browser, oakwood_rp, world, froz
     browser.login("oakwood", "head@oakwood.example.org")
     oakwood_rp.code(acr_values=mfa.ACR_2FA)
     assert seen == {"acr": True, "amr": ("pwd",)}
+
+
+def test_a_sign_in_ended_everywhere_gets_the_login_page_not_a_code(browser, oakwood_rp, world, frozen_clock):
+    from idp.extensions import db
+
+    browser.login("oakwood", "head@oakwood.example.org")
+    assert oakwood_rp.code()
+    world.oakwood_admin.session_epoch += 1  # "sign out everywhere", a password change elsewhere
+    db.session.commit()
+    location = oakwood_rp.authorize().headers["Location"]
+    assert urlsplit(location).path == "/t/oakwood/login" and "code" not in query_of(location)
+
+
+def test_a_retired_account_gets_no_code(browser, oakwood_rp, world, frozen_clock):
+    from idp.extensions import db
+
+    browser.login("oakwood", "head@oakwood.example.org")
+    world.oakwood_admin.retired = True
+    db.session.commit()
+    location = oakwood_rp.authorize().headers["Location"]
+    assert urlsplit(location).path == "/t/oakwood/login" and "code" not in query_of(location)

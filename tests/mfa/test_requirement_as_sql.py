@@ -1,0 +1,48 @@
+"""authorize's one-statement path asks the database the same question as sign_in_requirement:
+for every policy, role, enrolment, sign-in and acr request, both must agree on "nothing more"."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from sqlalchemy import exists, select
+
+from idp.accounts import mfa
+from idp.extensions import db
+from idp.models import Account, Membership
+
+from .conftest import enrol
+
+CASES = list(itertools.product(
+    ("off", "admins", "everyone"),  # tenant policy
+    ("staff", "admin"),             # role
+    (False, True),                  # enrolled
+    (("pwd",), ("pwd", "otp")),     # the sign-in's amr
+    (False, True),                  # acr_values asks for 2FA
+))
+
+
+@pytest.mark.parametrize("policy, role, enrolled, amr, acr_2fa", CASES)
+def test_sql_criteria_agree_with_sign_in_requirement(world, frozen_clock, policy, role, enrolled, amr, acr_2fa):
+    account, tenant = world.oakwood_admin, world.oakwood
+    membership = account.membership_in(tenant.id)
+    membership.role = role
+    tenant.require_2fa = policy
+    db.session.commit()
+    if enrolled:
+        enrol(account)
+    db.session.expire_all()
+    account = db.session.get(Account, account.id)
+    membership = account.membership_in(tenant.id)
+
+    nothing_more = mfa.sign_in_requirement(account, membership, amr, acr_2fa) is None
+    criteria = mfa.nothing_more_needed_criteria(tenant, amr, acr_2fa)
+    if criteria is None:
+        sql_says = False
+    else:
+        sql_says = db.session.scalar(select(exists().where(
+            Account.id == account.id, Membership.account_id == Account.id, Membership.tenant_id == tenant.id,
+            *criteria,
+        )))
+    assert sql_says == nothing_more
