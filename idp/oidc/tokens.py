@@ -69,8 +69,10 @@ def save_code(code: str, *, client, sign_in, criteria: list, amr: list[str], acr
             *criteria,
         )
     )
-    statement = insert(AuthorizationCode).from_select(["account_id", *values], live_member)
-    return db.session.execute(statement).rowcount == 1
+    statement = (
+        insert(AuthorizationCode).from_select(["account_id", *values], live_member).returning(AuthorizationCode.id)
+    )
+    return db.session.scalar(statement) is not None
 
 
 def find_code(code: str, client, *, ip: str | None) -> AuthorizationCode | None:
