@@ -4,9 +4,20 @@ X-Forwarded-* headers are the IdP's business alone: ProxyFix applies them
 when IDP_TRUSTED_PROXIES says how many proxies to trust, so gunicorn must not
 also believe X-Forwarded-Proto from local addresses (its default)."""
 
+import os
 import sys
 
 forwarded_allow_ips = ""
+
+# On PostgreSQL, gevent: a worker serves many requests while each waits on the database or
+# Redis, for less CPU per request than threads (bench/README.md); psycopg 3 cooperates with it,
+# and argon2 runs on real threads (idp.accounts.passwords). SQLite stays on threads: its lock wait
+# blocks in C and would stall the very worker whose other request holds the lock.
+# `--worker-class` on the command line overrides this.
+worker_class = "gevent" if os.environ.get("IDP_DATABASE_URL", "").startswith("postgresql") else "gthread"
+threads = 4  # gthread: no more than the database pool's 5 connections per worker
+# gevent: requests in flight per worker; beyond the pool's connections they wait their turn.
+worker_connections = 100
 # gunicorn >= 23 opens a control socket in $HOME by default: several instances on one host
 # would fight over it, and operators manage workers with signals anyway.
 control_socket_disable = True

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--concurrency 16] [--duration 20]
         [--database-url postgresql+psycopg://...]  (or IDP_BENCH_DATABASE_URL; default SQLite in a temp folder)
-        [--workers 3] [--worker-class gthread|sync] [--threads 4] [--workloads sso,refresh,discovery,login]
+        [--workers 3] [--worker-class gevent|gthread|sync (default: gunicorn.conf.py's)] [--threads 4] [--workloads sso,refresh,discovery,login]
 
 It prepares the instance (migrations, a `bench` tenant, one Identity user per
 virtual user, a confidential client), starts gunicorn with IDP_COUNT_QUERIES=1,
@@ -117,7 +117,8 @@ def gunicorn(instance: Path, database_url: str, port: int, *, workers: int, work
         **(extra_env or {}),
     }
     gunicorn_bin = Path(sys.executable).with_name("gunicorn")
-    command = [str(gunicorn_bin), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+    command = [str(gunicorn_bin), "wsgi:app", "--config", str(PROJECT_ROOT / "gunicorn.conf.py"),
+               "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                "--worker-class", worker_class, "--backlog", "2048", "--log-level", "warning",
                # Longer than any pause between workloads, so a reused keep-alive connection is never stale.
                "--keep-alive", "120",
@@ -147,6 +148,21 @@ def serving(command: list[str], *, env: dict, log_path: Path, port: int, cwd: Pa
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def configured_worker_class(database_url: str) -> str:
+    """The worker class gunicorn.conf.py chooses for this database: what production runs."""
+    import runpy
+
+    saved = os.environ.get("IDP_DATABASE_URL")
+    os.environ["IDP_DATABASE_URL"] = database_url
+    try:
+        return runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))["worker_class"]
+    finally:
+        if saved is None:
+            os.environ.pop("IDP_DATABASE_URL", None)
+        else:
+            os.environ["IDP_DATABASE_URL"] = saved
 
 
 def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
@@ -199,13 +215,14 @@ def ours_server(args, log=print):
             client_secret=info["client_secret"], redirect_uri=REDIRECT_URI, kind="ours", tenant_slug=TENANT_SLUG,
             users=[(bench_email(n), PASSWORD) for n in range(args.concurrency)],
         )
+        worker_class = args.worker_class or configured_worker_class(database_url)
         server = {
             "database": database_label(database_url), "rows": row_count(database_url), "workers": args.workers,
-            "worker_class": args.worker_class, "threads": args.threads if args.worker_class == "gthread" else 1,
+            "worker_class": worker_class, "threads": args.threads if worker_class == "gthread" else 1,
             "argon2": info["argon2"],
         }
-        log(f"Starting gunicorn ({args.workers} {args.worker_class} workers) on {target.base_url} ...")
-        with gunicorn(instance, database_url, port, workers=args.workers, worker_class=args.worker_class,
+        log(f"Starting gunicorn ({args.workers} {worker_class} workers) on {target.base_url} ...")
+        with gunicorn(instance, database_url, port, workers=args.workers, worker_class=worker_class,
                       threads=args.threads, extra_env={"IDP_SECRET_KEY": secrets.token_urlsafe(32)}) as process:
             probes = {"server": lambda: loadgen.process_tree_cpu(process.pid)}
             postmaster = local_postmaster_pid(database_url)
@@ -309,8 +326,9 @@ def parse_args(argv=None):
     parser.add_argument("--workloads", default=",".join(loadgen.WORKLOADS))
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("IDP_BENCH_WORKERS", 3)))
-    parser.add_argument("--worker-class", default=os.environ.get("IDP_BENCH_WORKER_CLASS", "gthread"),
-                        choices=("sync", "gthread"))
+    parser.add_argument("--worker-class", default=os.environ.get("IDP_BENCH_WORKER_CLASS") or None,
+                        choices=("sync", "gthread", "gevent"),
+                        help="default: what gunicorn.conf.py picks for the database (gevent on PostgreSQL)")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--login-solo", type=float, default=3.0,
