@@ -23,7 +23,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from .. import audit, clock
 from ..errors import DomainError, NotAllowed, NotFound, RateLimited
@@ -113,20 +113,21 @@ def sign_in_requirement(account, membership, amr, acr_2fa_requested: bool = Fals
     return None
 
 
-def nothing_more_needed_criteria(tenant: Tenant, amr, acr_2fa_requested: bool = False) -> list | None:
-    """sign_in_requirement's None, as SQL criteria over Account and its Membership of `tenant`,
-    for a statement that must decide without loading the account first (authorize's one-statement
-    path). [] where nothing is needed whatever the rows say; None where a second factor is needed
+def nothing_more_needed_criteria(amr, acr_2fa_requested: bool = False) -> list | None:
+    """sign_in_requirement's None, as SQL criteria over Account, its Membership and that
+    membership's Tenant, for a statement that must decide without loading the account first
+    (authorize's one-statement path; the policy is read from the row, never from a cache).
+    [] where nothing is needed whatever the rows say; None where a second factor is needed
     whatever they say; otherwise criteria true exactly for the rows that need nothing more."""
     if "otp" in (amr or ()):
         return []
-    policy = tenant.require_2fa or "off"
-    if acr_2fa_requested or policy == "everyone":
+    if acr_2fa_requested:
         return None
-    criteria = [~Account.mfa_enrolled]
-    if policy == "admins":
-        criteria.append(Membership.role != "admin")
-    return criteria
+    policy = func.coalesce(Tenant.require_2fa, "off")
+    return [
+        ~Account.mfa_enrolled,
+        or_(policy == "off", and_(policy == "admins", Membership.role != "admin")),
+    ]
 
 
 def acr_for(amr) -> str:

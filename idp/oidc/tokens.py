@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload
 
 from .. import audit, clock
 from ..extensions import db
-from ..models import Account, AuthorizationCode, Membership, Token
+from ..models import Account, AuthorizationCode, Membership, Tenant, Token
 from ..models.base import hash_secret
 
 
@@ -60,6 +60,7 @@ def save_code(code: str, *, client, sign_in, criteria: list, amr: list[str], acr
     live_member = (
         select(Account.id, *(literal(value, columns[name].type) for name, value in values.items()))
         .join(Membership, Membership.account_id == Account.id)
+        .join(Tenant, Tenant.id == Membership.tenant_id)
         .where(
             Account.id == sign_in.account_id,
             Account.session_epoch == sign_in.epoch,

@@ -191,7 +191,7 @@ def authorize():
     # The usual case, a plain request from a signed-in browser: one statement, an INSERT that
     # only writes the code if the account is still signed in, a member, and needs nothing more.
     if claimed is not None and not prompts and max_age is None and hinted_sub is None:
-        criteria = mfa.nothing_more_needed_criteria(tenant, claimed.amr, acr_2fa)
+        criteria = mfa.nothing_more_needed_criteria(claimed.amr, acr_2fa)
         if criteria is not None:
             response = _issue_code(server, grant, claimed, criteria)
             if response is not None:

@@ -10,7 +10,7 @@ from sqlalchemy import exists, select
 
 from idp.accounts import mfa
 from idp.extensions import db
-from idp.models import Account, Membership
+from idp.models import Account, Membership, Tenant
 
 from .conftest import enrol
 
@@ -37,12 +37,12 @@ def test_sql_criteria_agree_with_sign_in_requirement(world, frozen_clock, policy
     membership = account.membership_in(tenant.id)
 
     nothing_more = mfa.sign_in_requirement(account, membership, amr, acr_2fa) is None
-    criteria = mfa.nothing_more_needed_criteria(tenant, amr, acr_2fa)
+    criteria = mfa.nothing_more_needed_criteria(amr, acr_2fa)
     if criteria is None:
         sql_says = False
     else:
         sql_says = db.session.scalar(select(exists().where(
             Account.id == account.id, Membership.account_id == Account.id, Membership.tenant_id == tenant.id,
-            *criteria,
+            Tenant.id == Membership.tenant_id, *criteria,
         )))
     assert sql_says == nothing_more

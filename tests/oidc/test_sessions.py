@@ -173,3 +173,19 @@ def test_a_retired_account_gets_no_code(browser, oakwood_rp, world, frozen_clock
     db.session.commit()
     location = oakwood_rp.authorize().headers["Location"]
     assert urlsplit(location).path == "/t/oakwood/login" and "code" not in query_of(location)
+
+
+def test_a_2fa_policy_set_in_another_process_applies_to_the_next_authorize(browser, oakwood_rp, world, frozen_clock):
+    # The client (and its tenant) are cached per process for a few seconds; the policy that
+    # decides whether a code may be issued is read with the code's own statement instead.
+    from sqlalchemy import update
+
+    from idp.extensions import db
+    from idp.models import Tenant
+
+    browser.login("oakwood", "head@oakwood.example.org")
+    assert oakwood_rp.code()  # the client and its tenant are now in this process's cache
+    db.session.execute(update(Tenant).where(Tenant.id == world.oakwood.id).values(require_2fa="admins"))
+    db.session.commit()
+    location = oakwood_rp.authorize().headers["Location"]
+    assert urlsplit(location).path == "/account/security" and "code" not in query_of(location)
