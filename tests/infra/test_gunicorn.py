@@ -255,22 +255,32 @@ def test_forwarded_proto_is_not_believed_from_an_untrusted_proxy(served):
 def test_failed_logins_are_counted_across_workers(served, redis_url):
     if redis_url is None:
         pytest.skip("redis-server is not installed")
+    import redis
 
-    def fail_once(n):
-        http = served.session(str(100 + n))
+    def fail_once(flow):
+        http = served.session(str(flow))
+        http.headers["Connection"] = "close"  # each request may land on any worker
         page = http.get(served.url("/t/oakwood/login"), timeout=30)
         return post_form(http, page, {"email": "teacher@oakwood.example", "password": "wrong"}, timeout=30)
 
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        failures = list(pool.map(fail_once, range(5)))
-    assert all(FAILED in response.text for response in failures)
+    # Which worker accepts a connection is the kernel's choice: if one worker happened to take
+    # all five failures, the experiment proves nothing, so it starts again from a clean count.
+    for attempt in range(6):
+        redis.Redis.from_url(redis_url).flushdb()
+        flows = [100 + 10 * attempt + n for n in range(5)]
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            failures = list(pool.map(fail_once, flows))
+        assert all(FAILED in response.text for response in failures)
+        posts = rf'^pid=<?(\d+)>? flow=(?:{"|".join(map(str, flows))}) "POST '
+        failed_by = set(re.findall(posts, served.log.read_text(), flags=re.M))
+        if len(failed_by) >= 2:
+            break
+    assert len(failed_by) >= 2, "the failures should have reached several workers"
+    # Spread over several workers, no single worker saw all five: only a shared count can refuse.
     http = served.session()
     page = http.get(served.url("/t/oakwood/login"), timeout=30)
     response = post_form(http, page, {"email": "teacher@oakwood.example", "password": PASSWORD}, timeout=30)
     assert response.status_code == 429 and THROTTLED in response.text
-    # Spread over several workers, no single worker saw all five: only a shared count can refuse.
-    failed_by = set(re.findall(r'^pid=<?(\d+)>? flow=10[0-4] "POST ', served.log.read_text(), flags=re.M))
-    assert len(failed_by) >= 2, "the failures should have reached several workers"
 
 
 def test_health_check_answers_from_every_worker(served):
