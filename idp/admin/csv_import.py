@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..accounts import directory
 from ..errors import DomainError, InvalidInput
+from ..mail import delivery
 from ..models import Account, Tenant
 from ..models.accounts import PROVIDERS, ROLES, normalise_email
 from . import service
@@ -131,8 +132,9 @@ def send_invitations(tenant: Tenant, result: ImportResult, *, actor: Account | N
                      ip: str | None = None) -> int:
     """After the import is committed: invite every new account that has no password yet."""
     sent = 0
-    for added in result.added:
-        if not added.member.account.has_password:
-            ok, _ = service.invite_account(added.member.account, tenant, actor=actor, ip=ip)
-            sent += ok
+    with delivery.batch():
+        for added in result.added:
+            if not added.member.account.has_password:
+                ok, _ = service.invite_account(added.member.account, tenant, actor=actor, ip=ip)
+                sent += ok
     return sent

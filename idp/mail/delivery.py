@@ -14,13 +14,14 @@ import logging
 import smtplib
 import ssl
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from flask import current_app
+from flask import current_app, g
 
 from .. import clock
 from ..errors import DeliveryFailed
@@ -61,20 +62,71 @@ class SmtpBackend:
     password: str | None = None
     implicit_tls: bool = False
 
-    def deliver(self, message: EmailMessage) -> None:
+    def open(self) -> smtplib.SMTP:
+        """A connection ready to send: TLS (implicit, or STARTTLS when offered) and logged in."""
         context = ssl.create_default_context()
         if self.implicit_tls:
-            connection = smtplib.SMTP_SSL(self.host, self.port, timeout=SMTP_TIMEOUT, context=context)
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=SMTP_TIMEOUT, context=context)
         else:
-            connection = smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT)
-        with connection as smtp:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT)
+        try:
             smtp.ehlo()
             if not self.implicit_tls and smtp.has_extn("starttls"):
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if self.username:
                 smtp.login(self.username, self.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def deliver(self, message: EmailMessage) -> None:
+        with self.open() as smtp:
             smtp.send_message(message)
+
+
+class _SharedConnection:
+    """One SMTP connection for the messages of a batch(), opened at the first of them."""
+
+    def __init__(self):
+        self.smtp: smtplib.SMTP | None = None
+
+    def deliver(self, backend: SmtpBackend, message: EmailMessage) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.send_message(message)
+                return
+            except smtplib.SMTPServerDisconnected:
+                self.close()  # dropped between two messages (idle timeout): connect again, once
+        self.smtp = backend.open()
+        self.smtp.send_message(message)
+
+    def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+
+
+_BATCH_KEY = "idp_mail_batch"
+
+
+@contextmanager
+def batch():
+    """Messages sent inside share one SMTP connection (an import's invitations), instead of
+    connecting, negotiating TLS and logging in again for each. Nested batches share the outer one."""
+    if g.get(_BATCH_KEY) is not None:
+        yield
+        return
+    shared = g.setdefault(_BATCH_KEY, _SharedConnection())
+    try:
+        yield
+    finally:
+        g.pop(_BATCH_KEY, None)
+        shared.close()
 
 
 def backend_from_url(url: str, outbox: Path):
@@ -113,8 +165,12 @@ def send(message: EmailMessage) -> None:
     except ValueError as error:
         log.error("mail %r to %s not sent: %s", message.get("X-IDP-Kind", "message"), message.get("To"), error)
         raise MailNotSent() from None
+    shared = g.get(_BATCH_KEY)
     try:
-        backend.deliver(message)
+        if shared is not None and isinstance(backend, SmtpBackend):
+            shared.deliver(backend, message)
+        else:
+            backend.deliver(message)
     except (smtplib.SMTPException, OSError) as error:
         # The class and SMTP code say what went wrong; the body (with its link) is never logged.
         log.error(

@@ -275,6 +275,19 @@ def test_csv_import_adds_everyone_in_one_go_after_confirmation(oakwood_browser, 
     assert len(added) == 3
 
 
+def test_csv_import_sends_its_invitations_over_one_smtp_connection(oakwood_browser, world, app, smtp_server):
+    from dataclasses import replace
+
+    controller, handler = smtp_server
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], mail_url=f"smtp://{controller.hostname}:{controller.port}")
+    text = "email,name,role,provider\n" + "".join(
+        f"new.person{n}@example.org,New Person {n},staff,identity\n" for n in range(4))
+    response = _confirm(oakwood_browser, _upload(oakwood_browser, text).get_data(as_text=True))
+    assert "4 users imported" in response.get_data(as_text=True)
+    assert sorted(e.rcpt_tos[0] for e in handler.envelopes) == [f"new.person{n}@example.org" for n in range(4)]
+    assert len(set(handler.peers)) == 1  # one connection, one TLS negotiation and login, for every invitation
+
+
 def test_csv_import_of_an_existing_sso_account_adds_it_as_member(oakwood_browser, world):
     preview = _upload(oakwood_browser, "email,name,role,provider\nsam.jones@example.org,Sam,staff,sso\n")
     # Sam is already an SSO member of oakwood: a conflict; at beech he would be added.

@@ -49,25 +49,6 @@ def test_outbox_mail_has_text_and_html_parts_naming_the_school(browser, world, o
 
 
 class TestSmtp:
-    @pytest.fixture
-    def smtp_server(self):
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.handlers import Sink
-
-        class Collect(Sink):
-            def __init__(self):
-                self.envelopes = []
-
-            async def handle_DATA(self, server, session, envelope):
-                self.envelopes.append(envelope)
-                return "250 OK"
-
-        handler = Collect()
-        controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-        controller.start()
-        yield controller, handler
-        controller.stop()
-
     def test_reset_mail_arrives_at_a_real_smtp_server(self, app, world, browser, smtp_server, outbox):
         controller, handler = smtp_server
         settings = app.config["SETTINGS"]
