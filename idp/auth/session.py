@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import session
+from flask import current_app, session
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, undefer
@@ -98,15 +98,12 @@ def add_factors(amr: list[str]) -> None:
 
 def current_sign_in() -> SignIn | None:
     """The live sign-in of this browser, or None (signed out, expired, or ended elsewhere)."""
-    from flask import current_app
-
     if not current_user.is_authenticated:
         return None
     auth_time = session.get(AUTH_TIME_KEY)
     if auth_time is None:
         return None
-    ttl = current_app.config["SETTINGS"].session_ttl
-    if clock.timestamp() - auth_time > ttl:
+    if _expired(auth_time):
         sign_out()
         return None
     return SignIn(account=current_user._get_current_object(), auth_time=auth_time, amr=tuple(session.get(AMR_KEY, [])))
@@ -114,16 +111,17 @@ def current_sign_in() -> SignIn | None:
 
 def claimed_sign_in() -> ClaimedSignIn | None:
     """The cookie's sign-in without a database round trip, or None where it is absent or expired."""
-    from flask import current_app
-
     parsed = _parse_login_id(session.get("_user_id", ""))
     auth_time = session.get(AUTH_TIME_KEY)
-    if parsed is None or not isinstance(auth_time, int):
-        return None
-    if clock.timestamp() - auth_time > current_app.config["SETTINGS"].session_ttl:
+    if parsed is None or not isinstance(auth_time, int) or _expired(auth_time):
         return None
     return ClaimedSignIn(account_id=parsed[0], epoch=parsed[1], auth_time=auth_time,
                          amr=tuple(session.get(AMR_KEY, [])))
+
+
+def _expired(auth_time: int) -> bool:
+    """A sign-in lasts session_ttl from auth_time, however busy it has been."""
+    return clock.timestamp() - auth_time > current_app.config["SETTINGS"].session_ttl
 
 
 def sign_out() -> None:
