@@ -14,7 +14,7 @@ from werkzeug.routing import IntegerConverter
 from .config import PROJECT_ROOT, Settings
 from .errors import DomainError
 from .web import refuse_nul_characters
-from .extensions import csrf, db, limiter, login_manager, migrate
+from .extensions import csrf, db, limiter, login_manager, migrate, ping_idle_connections
 
 BLUEPRINTS = (
     "idp.logging",  # first: its request id and timer hooks run before the others
@@ -47,6 +47,8 @@ def create_app(overrides: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
 
     db.init_app(app)
+    with app.app_context():
+        ping_idle_connections(db.engine)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -84,7 +86,7 @@ class _RowIdConverter(IntegerConverter):
 
 
 def _configure(app: Flask, settings: Settings) -> None:
-    engine_options = {"pool_pre_ping": True}
+    engine_options = {}  # idle connections are pinged by extensions.ping_idle_connections
     if settings.database_url.startswith("sqlite"):
         engine_options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
     app.config.update(
