@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, render_template, request
-from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -14,7 +13,8 @@ from werkzeug.routing import IntegerConverter
 from .config import PROJECT_ROOT, Settings
 from .errors import DomainError
 from .web import refuse_nul_characters
-from .extensions import csrf, db, limiter, login_manager, migrate, ping_idle_connections
+from . import ratelimits
+from .extensions import csrf, db, login_manager, migrate, ping_idle_connections
 
 BLUEPRINTS = (
     "idp.logging",  # first: its request id and timer hooks run before the others
@@ -52,7 +52,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)
-    limiter.init_app(app)
+    ratelimits.init_app(app)
 
     # Row ids in URLs (/users/<int:...>) beyond a 64-bit integer overflow the database driver: a 404, not a 500.
     app.url_map.converters["int"] = _RowIdConverter
@@ -107,9 +107,6 @@ def _configure(app: Flask, settings: Settings) -> None:
         # A login page left open all morning must still submit: the token lives as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
         WTF_CSRF_SSL_STRICT=True,
-        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
-        RATELIMIT_ENABLED=settings.ratelimits_enabled,
-        RATELIMIT_HEADERS_ENABLED=False,
         PREFERRED_URL_SCHEME="https" if settings.https else "http",
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
     )
@@ -135,10 +132,6 @@ def _register_error_pages(app: Flask) -> None:
             "for a long time or cookies are blocked. Go back, reload the page and try again.",
             400,
         )
-
-    @app.errorhandler(RateLimitExceeded)
-    def rate_limited(error):
-        return _error_page("Too many attempts", "Please wait a few minutes and try again.", 429)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -2,7 +2,6 @@
 
 import time
 
-from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -10,13 +9,6 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
-
-
-def _client_ip() -> str:
-    # ProxyFix (when IDP_TRUSTED_PROXIES is set) has already rewritten remote_addr.
-    from flask import request
-
-    return request.remote_addr or "unknown"
 
 
 @event.listens_for(Engine, "connect")
@@ -79,4 +71,3 @@ db = SQLAlchemy(metadata=metadata)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=_client_ip, default_limits=[])

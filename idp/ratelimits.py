@@ -1,23 +1,33 @@
 """Throttles for guessable secrets (passwords, reset requests, TOTP codes).
 
-Counts live in Flask-Limiter's storage (Redis when IDP_REDIS_URL is set), so
-every worker sees the same counts. Only failures are counted for login and
-2FA, so a person who signs in correctly is never slowed down."""
+Counts live in a `limits` storage (Redis when IDP_REDIS_URL is set), so every
+worker sees the same counts. Only failures are counted for login and 2FA, so a
+person who signs in correctly is never slowed down. The throttles are asked by
+the views that need them; no other request pays for a rate-limit check."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import Flask, current_app
 from limits import parse_many
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from .extensions import limiter
-
-
 log = logging.getLogger(__name__)
+_LIMITER_KEY = "idp_ratelimiter"
+
+
+def init_app(app: Flask) -> None:
+    url = app.config["SETTINGS"].redis_url or "memory://"
+    app.extensions[_LIMITER_KEY] = FixedWindowRateLimiter(storage_from_string(url))
+
+
+def storage():
+    """The shared store of this app's counts."""
+    return current_app.extensions[_LIMITER_KEY].storage
+
 
 # When the shared store (Redis) is unreachable, each process keeps counting on its
 # own rather than failing every sign-in with an error or dropping the throttle.
@@ -26,7 +36,7 @@ _fallback = FixedWindowRateLimiter(MemoryStorage())
 
 def _attempt(method: str, item, *identifiers):
     try:
-        return getattr(limiter.limiter, method)(item, *identifiers)
+        return getattr(current_app.extensions[_LIMITER_KEY], method)(item, *identifiers)
     except Exception:  # any storage failure: redis down, timeout, auth
         log.warning("rate-limit storage unavailable; counting in this process only", exc_info=True)
         return getattr(_fallback, method)(item, *identifiers)

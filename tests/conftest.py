@@ -103,12 +103,6 @@ def app(migrated, tmp_path, app_overrides):
         db.session.remove()
         _empty_all_tables()
         db.engine.dispose()
-    from idp.extensions import limiter
-
-    try:
-        limiter.reset()
-    except Exception:
-        pass
 
 
 @pytest.fixture
