@@ -31,7 +31,7 @@ from .. import clock
 from ..accounts import directory, mfa
 from ..auth import session
 from ..auth.views import second_factor_redirect
-from ..extensions import csrf, db
+from ..extensions import csrf, db, each_statement_commits
 from . import claims, keys
 from .endpoints import id_token_hint_claims, token_tenant
 from .grants import SignInNotLive
@@ -193,6 +193,7 @@ def authorize():
     if claimed is not None and not prompts and max_age is None and hinted_sub is None:
         criteria = mfa.nothing_more_needed_criteria(claimed.amr, acr_2fa)
         if criteria is not None:
+            each_statement_commits()
             response = _issue_code(server, grant, claimed, criteria)
             if response is not None:
                 return response
@@ -283,6 +284,7 @@ def revoke():
 @bp.route("/introspect", methods=["POST"])
 @csrf.exempt
 def introspect():
+    each_statement_commits()  # one read
     return _protocol_call(lambda server: server.create_endpoint_response("introspection"))
 
 
@@ -338,6 +340,7 @@ def _bearer_error(error: OAuth2Error):
 @bp.route("/userinfo", methods=["GET", "POST"])
 @csrf.exempt
 def userinfo():
+    each_statement_commits()  # one read
     try:
         access = require_oauth.acquire_token(["openid"])
     except OAuth2Error as error:

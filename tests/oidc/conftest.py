@@ -157,6 +157,8 @@ def signed_in_sso(browser, world, frozen_clock):
 class QueryCounter:
     def __init__(self):
         self.statements: list[str] = []
+        #: Per statement: whether it committed on its own (no BEGIN/COMMIT round trips around it).
+        self.autocommit: list[bool] = []
 
     @property
     def count(self) -> int:
@@ -170,6 +172,7 @@ def counting_queries():
 
     def record(conn, cursor, statement, parameters, context, executemany):
         counter.statements.append(statement)
+        counter.autocommit.append(conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT")
 
     event.listen(db.engine, "before_cursor_execute", record)
     try:

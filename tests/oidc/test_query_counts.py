@@ -24,6 +24,8 @@ def test_token_request_runs_at_most_three_statements(browser, oakwood_rp, world,
     response, counter = statements_of(lambda: oakwood_rp.exchange(code))
     assert response.status_code == 200
     assert counter.count <= 3, counter.statements
+    # Consuming the code and storing its tokens stand or fall together.
+    assert not any(counter.autocommit), counter.statements
 
 
 def test_refresh_request_runs_at_most_three_statements(browser, oakwood_rp, world, frozen_clock):
@@ -40,6 +42,8 @@ def test_userinfo_runs_at_most_two_statements(browser, oakwood_rp, world, frozen
     response, counter = statements_of(lambda: browser.client.get("/userinfo", headers=bearer))
     assert response.status_code == 200
     assert counter.count <= 2, counter.statements
+    # One read: no transaction around it (BEGIN and ROLLBACK would be two more round trips).
+    assert counter.autocommit == [True] * counter.count, counter.statements
 
 
 def test_introspection_runs_one_statement(browser, oakwood_rp, world, frozen_clock):
@@ -48,6 +52,7 @@ def test_introspection_runs_one_statement(browser, oakwood_rp, world, frozen_clo
     response, counter = statements_of(lambda: oakwood_rp.post("/introspect", {"token": tokens["access_token"]}))
     assert response.get_json()["active"] is True
     assert counter.count <= 1, counter.statements
+    assert counter.autocommit == [True] * counter.count, counter.statements
 
 
 def test_authorize_with_a_live_session_runs_one_statement(browser, oakwood_rp, world, frozen_clock):
@@ -59,6 +64,8 @@ def test_authorize_with_a_live_session_runs_one_statement(browser, oakwood_rp, w
     # comes from the per-process cache and the sign-in from the signed cookie.
     assert counter.count == 1, counter.statements
     assert counter.statements[0].lstrip().upper().startswith("INSERT INTO AUTHORIZATION_CODES")
+    # Atomic by itself, so it commits alone: one round trip, not BEGIN, INSERT, COMMIT.
+    assert counter.autocommit == [True]
 
 
 def test_authorize_with_a_live_session_leaves_the_cookie_alone(browser, oakwood_rp, world, frozen_clock):
