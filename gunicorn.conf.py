@@ -7,6 +7,8 @@ also believe X-Forwarded-Proto from local addresses (its default)."""
 import os
 import sys
 
+from idp.config import Settings, UnsafeForProduction
+
 forwarded_allow_ips = ""
 
 # On PostgreSQL, gevent: a worker serves many requests while each waits on the database or
@@ -16,8 +18,10 @@ forwarded_allow_ips = ""
 # `--worker-class` on the command line overrides this.
 worker_class = "gevent" if os.environ.get("IDP_DATABASE_URL", "").startswith("postgresql") else "gthread"
 threads = 4  # gthread: no more than the database pool's 5 connections per worker
-# gevent: requests in flight per worker; beyond the pool's connections they wait their turn.
-worker_connections = 100
+# gevent: requests in flight per worker, one per client connection: no more than the database
+# connections the worker keeps (IDP_DATABASE_POOL_SIZE), so no request waits for one. Further
+# clients wait in the listen queue, where waiting costs nothing.
+worker_connections = Settings.from_env().database_pool_size
 # gunicorn >= 23 opens a control socket in $HOME by default: several instances on one host
 # would fight over it, and operators manage workers with signals anyway.
 control_socket_disable = True
@@ -25,8 +29,6 @@ control_socket_disable = True
 
 def on_starting(server):
     """Refuse unsafe production settings once, in the master, before any worker boots."""
-    from idp.config import Settings, UnsafeForProduction
-
     try:
         Settings.from_env().check_production()
     except UnsafeForProduction as refused:

@@ -86,9 +86,15 @@ class _RowIdConverter(IntegerConverter):
 
 
 def _configure(app: Flask, settings: Settings) -> None:
-    engine_options = {}  # idle connections are pinged by extensions.ping_idle_connections
+    # Idle connections are pinged by extensions.ping_idle_connections, not every checkout.
     if settings.database_url.startswith("sqlite"):
         engine_options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    else:
+        # Every connection a worker has needed stays open. SQLAlchemy's default keeps 5 and closes
+        # the rest on return, so a worker with more requests in flight connected afresh over and
+        # over (600 new connections in a 20 s benchmark run), which cost PostgreSQL more CPU than
+        # the requests themselves (bench/README.md).
+        engine_options = {"pool_size": settings.database_pool_size, "max_overflow": 0}
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key,

@@ -57,6 +57,9 @@ class Settings:
     mail_url: str = "outbox"
     #: IDP_MAIL_FROM: sender of reset and invitation mails.
     mail_from: str = "notifications@cpoms.net"
+    #: IDP_DATABASE_POOL_SIZE: PostgreSQL connections each worker keeps open once it has needed them;
+    #: gunicorn's gevent workers take no more requests at once (gunicorn.conf.py), so none waits for one.
+    database_pool_size: int = 25
     #: IDP_REDIS_URL: shared rate-limit store for several processes.
     redis_url: str | None = None
     #: IDP_TIMEZONE: default tenant timezone.
@@ -106,6 +109,7 @@ class Settings:
             env=_env("IDP_ENV", "development"),
             instance_path=instance,
             database_url=_env("IDP_DATABASE_URL", ""),
+            database_pool_size=_env_int("IDP_DATABASE_POOL_SIZE", 25),
             issuer=_env("IDP_ISSUER", "http://127.0.0.1:5000").rstrip("/"),
             secret_key=_env("IDP_SECRET_KEY", ""),
             mail_url=_env("IDP_MAIL_URL", "outbox"),

@@ -1,12 +1,43 @@
-"""Pooled connections: pinged only after sitting idle, and replaced when the ping fails."""
+"""The database pool: every connection a worker needed stays open; pooled connections are
+pinged only after sitting idle, and replaced when the ping fails."""
 
 from __future__ import annotations
 
+import runpy
+from contextlib import ExitStack
+from pathlib import Path
+
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 from idp.extensions import IDLE_PING_SECONDS, db
+
+GUNICORN_CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
+
+
+def _needs_postgresql():
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the pool of a database server (PostgreSQL); SQLite's is Flask-SQLAlchemy's own")
+
+
+def test_a_busy_worker_keeps_the_connections_it_needed(app):
+    _needs_postgresql()
+    connects = []
+    event.listen(db.engine, "connect", lambda *args: connects.append(1))
+    busy = 12  # more than SQLAlchemy's default 5 kept connections
+    for _ in range(2):
+        with ExitStack() as stack:
+            for _ in range(busy):
+                stack.enter_context(db.engine.connect()).execute(text("SELECT 1"))
+    # The second burst reuses all twelve: no connection was closed on return and made again.
+    assert len(connects) <= busy
+    assert db.engine.pool.checkedin() >= busy
+
+
+def test_gevent_workers_take_no_more_requests_at_once_than_pooled_connections(monkeypatch):
+    monkeypatch.setenv("IDP_DATABASE_POOL_SIZE", "7")
+    assert runpy.run_path(str(GUNICORN_CONF))["worker_connections"] == 7
 
 
 @pytest.fixture
@@ -51,8 +82,7 @@ def test_a_connection_idle_for_a_while_is_pinged_before_use(pings):
 
 
 def test_an_idle_connection_cut_by_the_database_is_replaced_unnoticed(app):
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("needs a server that can end a session (PostgreSQL)")
+    _needs_postgresql()
     with db.engine.connect() as conn:
         old_pid = _backend_pid(conn)
         record = conn.connection._connection_record
