@@ -67,13 +67,14 @@ def after_password(account, tenant, provider: str, next_url: str | None):
         session.sign_out()
         cookie[mfa.PENDING_SESSION_KEY] = mfa.pending_marker(account, tenant, provider, next_url)
         return redirect(url_for("auth.second_factor", slug=tenant.slug))
-    # Asked before the audit commit, which would expire the account and load it all again.
-    must_enrol = mfa.sign_in_requirement(account, directory.active_membership(account, tenant), ["pwd"]) == "enrol"
+    # Decided before the audit commit, which expires every loaded row (reading them again is a query each).
+    if mfa.sign_in_requirement(account, directory.active_membership(account, tenant), ["pwd"]) == "enrol":
+        onward = url_for("account.security", tenant=tenant.slug, next=next_url)
+    else:
+        onward = next_url or url_for("auth.home", slug=tenant.slug)
     session.sign_in(account, amr=["pwd"])
     service.record_sign_in(account, tenant, provider, ["pwd"], ip=client_ip())
-    if must_enrol:
-        return redirect(url_for("account.security", tenant=tenant.slug, next=next_url))
-    return redirect(next_url or url_for("auth.home", slug=tenant.slug))
+    return redirect(onward)
 
 
 def second_factor_redirect(requirement: str, tenant, next_url: str):

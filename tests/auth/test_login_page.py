@@ -117,14 +117,14 @@ def test_a_mixed_school_opens_on_identity(client, world):
 
 
 def test_password_login_runs_few_sql_statements(browser, world):
-    """The login POST: find the account (with memberships), the switch check, the audit insert."""
+    """The login POST: the school, the switch check, the account (with memberships), the audit insert."""
     page = browser.client.get("/t/beech/login")
     token = csrf_token_from(page.get_data(as_text=True))
     with counting_queries() as counter:
         response = browser.client.post("/t/beech/login", data={
             "csrf_token": token, "email": "pat.lee@example.org", "password": PASSWORD, "provider": "identity"})
     assert response.status_code == 302
-    assert counter.count <= 5, counter.statements
+    assert counter.count <= 4, counter.statements
 
 
 def test_failed_sso_logins_count_against_the_account_at_every_school(app, browser, world):
