@@ -54,14 +54,14 @@ async def drive(base_url: str, concurrency: int, duration: float) -> tuple[loadg
     return rec, time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--worker-class", default="gevent")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     port = run.free_port()
     command = [str(Path(sys.executable).with_name("gunicorn")), "floor_app:app",
@@ -92,7 +92,8 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.output}")
+    return 0 if rec.errors == 0 else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

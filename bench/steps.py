@@ -65,12 +65,12 @@ class SignedInBrowser:
             seconds[step] += spent
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--flows", type=int, default=800)
     parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     instance = Path(tempfile.mkdtemp(prefix="idp-bench-steps-"))
     database_url = args.database_url or f"sqlite:///{instance / 'idp.sqlite3'}"
@@ -104,7 +104,8 @@ def main() -> None:
         rounds.append(result)
     print(json.dumps({"database": run.database_label(database_url), "flows_per_round": args.flows,
                       "rounds": rounds}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,7 +11,9 @@ import pytest
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH_DIR))
 
+import floor  # noqa: E402
 import run  # noqa: E402
+import steps  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +49,23 @@ def test_benchmark_runs_every_workload_without_errors_and_writes_json(tmp_path, 
     assert results["argon2_verify"]["p50_ms"] > 0
     assert results["login_overhead"]["argon2_verify_p50_ms"] > 0
     assert results["server"]["database"] == "SQLite"
+
+
+def test_floor_serves_the_empty_app_without_errors(tmp_path):
+    output = tmp_path / "floor.json"
+    assert floor.main(["--concurrency", "2", "--duration", "0.5", "--workers", "1", "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["errors"] == 0 and result["iterations"] > 0
+    assert result["cpu_ms_per_iteration"]["server"] > 0
+
+
+def test_steps_times_each_step_of_the_sso_flow(cheap_argon2, capsys):
+    assert steps.main(["--flows", "3", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{\n"):])
+    (only_round,) = report["rounds"]
+    assert all(only_round[f"{step}_ms"] > 0 for step in steps.STEPS)
+    assert only_round["app_cpu_ms_per_flow"] > 0
 
 
 def test_query_count_header_only_when_asked(app, client):
