@@ -19,9 +19,17 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
     value = _env(name)
-    return int(value) if value is not None else default
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, not {value!r}")
+    return number
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -109,7 +117,7 @@ class Settings:
             env=_env("IDP_ENV", "development"),
             instance_path=instance,
             database_url=_env("IDP_DATABASE_URL", ""),
-            database_pool_size=_env_int("IDP_DATABASE_POOL_SIZE", 25),
+            database_pool_size=_env_int("IDP_DATABASE_POOL_SIZE", 25, minimum=1),
             issuer=_env("IDP_ISSUER", "http://127.0.0.1:5000").rstrip("/"),
             secret_key=_env("IDP_SECRET_KEY", ""),
             mail_url=_env("IDP_MAIL_URL", "outbox"),

@@ -68,6 +68,15 @@ def test_an_unknown_idp_env_is_refused_rather_than_taken_for_development(tmp_pat
         create_app({"env": "prod", "instance_path": tmp_path})
 
 
+@pytest.mark.parametrize("value", ["lots", "0", "-3"])
+def test_a_pool_size_that_is_not_a_positive_number_is_refused_by_name(monkeypatch, value):
+    from idp.config import Settings
+
+    monkeypatch.setenv("IDP_DATABASE_POOL_SIZE", value)
+    with pytest.raises(ValueError, match="IDP_DATABASE_POOL_SIZE must be a whole number of at least 1"):
+        Settings.from_env()
+
+
 def test_development_mode_is_not_refused(tmp_path):
     create_app({"instance_path": tmp_path, "issuer": "http://127.0.0.1:5000"})
 
