@@ -9,6 +9,15 @@ import sys
 
 from idp.config import Settings, UnsafeForProduction
 
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except (ValueError, UnsafeForProduction) as refused:
+        print(f"Error: {refused}", file=sys.stderr)
+        sys.exit(1)
+
+
 forwarded_allow_ips = ""
 
 # On PostgreSQL, gevent: a worker serves many requests while each waits on the database or
@@ -18,10 +27,12 @@ forwarded_allow_ips = ""
 # `--worker-class` on the command line overrides this.
 worker_class = "gevent" if os.environ.get("IDP_DATABASE_URL", "").startswith("postgresql") else "gthread"
 threads = 4  # gthread: no more than the database pool's 5 connections per worker
-# gevent: requests in flight per worker, one per client connection: no more than the database
-# connections the worker keeps (IDP_DATABASE_POOL_SIZE), so no request waits for one. Further
-# clients wait in the listen queue, where waiting costs nothing.
-worker_connections = Settings.from_env().database_pool_size
+if worker_class == "gevent":
+    # Client connections per worker (idle keep-alive ones included, closed after `keepalive`, 2 s),
+    # so requests in flight: no more than the database connections the worker keeps
+    # (IDP_DATABASE_POOL_SIZE), so no request waits for one. Further clients wait in the listen
+    # queue, where waiting costs nothing.
+    worker_connections = _settings().database_pool_size
 # gunicorn >= 23 opens a control socket in $HOME by default: several instances on one host
 # would fight over it, and operators manage workers with signals anyway.
 control_socket_disable = True
@@ -30,7 +41,7 @@ control_socket_disable = True
 def on_starting(server):
     """Refuse unsafe production settings once, in the master, before any worker boots."""
     try:
-        Settings.from_env().check_production()
+        _settings().check_production()
     except UnsafeForProduction as refused:
         print(f"Error: {refused}", file=sys.stderr)
         sys.exit(1)

@@ -94,7 +94,7 @@ def _configure(app: Flask, settings: Settings) -> None:
         # the rest on return, so a worker with more requests in flight connected afresh over and
         # over (600 new connections in a 20 s benchmark run), which cost PostgreSQL more CPU than
         # the requests themselves (bench/README.md).
-        engine_options = {"pool_size": settings.database_pool_size, "max_overflow": 0}
+        engine_options = {"pool_size": settings.database_pool_size, "max_overflow": 0, "pool_use_lifo": True}
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key,

@@ -1,6 +1,7 @@
 """Flask extensions, created unbound here and bound in create_app."""
 
 import time
+from contextlib import contextmanager
 
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -8,7 +9,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 
 
 @event.listens_for(Engine, "connect")
@@ -36,9 +37,10 @@ def ping_idle_connections(engine: Engine) -> None:
 
     SQLAlchemy's pool_pre_ping would ping on every checkout: a round trip on every request,
     ~10% of an SSO flow's CPU (bench/README.md). A connection in steady use was just proven
-    alive, so only one idle for IDLE_PING_SECONDS is pinged; raising DisconnectionError makes
-    the pool discard it and connect afresh. A connection cut while in steady use fails that one
-    statement, and the pool then discards every connection made before it."""
+    alive, so only one idle for IDLE_PING_SECONDS is pinged (the pool hands out the most recently
+    used connection first, so the idle ones are the spare ones); a failed ping discards it and every
+    connection made before it, and the pool connects afresh. A connection cut while in steady use
+    fails that one statement, and the pool then discards every connection made before it."""
     # A duration, not a time of day: idp.clock may be frozen in tests, monotonic never is.
 
     @event.listens_for(engine, "checkin")
@@ -53,15 +55,26 @@ def ping_idle_connections(engine: Engine) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
-            raise DisconnectionError("idle pooled connection no longer answers") from error
+            # The server restarted or failed over: every connection made before this one is dead too.
+            raise InvalidatePoolError("idle pooled connection no longer answers") from error
 
 
-def each_statement_commits() -> None:
-    """Run this request's statements in autocommit, for a request whose work is one statement that
-    is atomic by itself (a lone read, an INSERT ... SELECT): BEGIN and COMMIT around it are two
-    more round trips that buy nothing. Only at the start of a transaction; otherwise nothing changes."""
-    if not db.session().in_transaction():
-        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+@contextmanager
+def each_statement_commits():
+    """Run the block's statements in autocommit, for work that is one statement atomic by itself
+    (a lone read, an INSERT ... SELECT): BEGIN and COMMIT around it are two more round trips that
+    buy nothing. The session's transaction ends with the block, so later statements get a
+    transaction of their own. Only at the start of a transaction; otherwise nothing changes."""
+    if db.session().in_transaction():
+        yield
+        return
+    db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        yield
+    except BaseException:
+        db.session.rollback()
+        raise
+    db.session.commit()
 
 
 # Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.

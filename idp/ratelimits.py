@@ -30,8 +30,16 @@ def storage():
 
 
 # When the shared store (Redis) is unreachable, each process keeps counting on its
-# own rather than failing every sign-in with an error or dropping the throttle.
-_fallback = FixedWindowRateLimiter(MemoryStorage())
+# own rather than failing every sign-in with an error or dropping the throttle. Made on first
+# need: a memory storage starts a timer thread, which a gunicorn master must not fork into workers.
+_fallback: FixedWindowRateLimiter | None = None
+
+
+def _fallback_limiter() -> FixedWindowRateLimiter:
+    global _fallback
+    if _fallback is None:
+        _fallback = FixedWindowRateLimiter(MemoryStorage())
+    return _fallback
 
 
 def _attempt(method: str, item, *identifiers):
@@ -39,7 +47,7 @@ def _attempt(method: str, item, *identifiers):
         return getattr(current_app.extensions[_LIMITER_KEY], method)(item, *identifiers)
     except Exception:  # any storage failure: redis down, timeout, auth
         log.warning("rate-limit storage unavailable; counting in this process only", exc_info=True)
-        return getattr(_fallback, method)(item, *identifiers)
+        return getattr(_fallback_limiter(), method)(item, *identifiers)
 
 
 @dataclass(frozen=True)

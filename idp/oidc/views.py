@@ -193,8 +193,8 @@ def authorize():
     if claimed is not None and not prompts and max_age is None and hinted_sub is None:
         criteria = mfa.nothing_more_needed_criteria(claimed.amr, acr_2fa)
         if criteria is not None:
-            each_statement_commits()
-            response = _issue_code(server, grant, claimed, criteria)
+            with each_statement_commits():
+                response = _issue_code(server, grant, claimed, criteria)
             if response is not None:
                 return response
 
@@ -284,8 +284,8 @@ def revoke():
 @bp.route("/introspect", methods=["POST"])
 @csrf.exempt
 def introspect():
-    each_statement_commits()  # one read
-    return _protocol_call(lambda server: server.create_endpoint_response("introspection"))
+    with each_statement_commits():  # one read
+        return _protocol_call(lambda server: server.create_endpoint_response("introspection"))
 
 
 def _registration_call(name: str):
@@ -340,12 +340,12 @@ def _bearer_error(error: OAuth2Error):
 @bp.route("/userinfo", methods=["GET", "POST"])
 @csrf.exempt
 def userinfo():
-    each_statement_commits()  # one read
-    try:
-        access = require_oauth.acquire_token(["openid"])
-    except OAuth2Error as error:
-        return _bearer_error(error)
-    info = claims.user_info(access.account, token_tenant(access), access.scope)
+    with each_statement_commits():  # one read
+        try:
+            access = require_oauth.acquire_token(["openid"])
+        except OAuth2Error as error:
+            return _bearer_error(error)
+        info = claims.user_info(access.account, token_tenant(access), access.scope)
     response = current_app.response_class(json.dumps(dict(info)), mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -36,8 +36,25 @@ def test_a_busy_worker_keeps_the_connections_it_needed(app):
 
 
 def test_gevent_workers_take_no_more_requests_at_once_than_pooled_connections(monkeypatch):
+    monkeypatch.setenv("IDP_DATABASE_URL", "postgresql+psycopg://idp@127.0.0.1:1/idp")
     monkeypatch.setenv("IDP_DATABASE_POOL_SIZE", "7")
-    assert runpy.run_path(str(GUNICORN_CONF))["worker_connections"] == 7
+    conf = runpy.run_path(str(GUNICORN_CONF))
+    assert (conf["worker_class"], conf["worker_connections"]) == ("gevent", 7)
+
+
+def test_threaded_workers_keep_gunicorns_own_connection_limit(monkeypatch):
+    monkeypatch.delenv("IDP_DATABASE_URL", raising=False)
+    conf = runpy.run_path(str(GUNICORN_CONF))
+    assert conf["worker_class"] == "gthread" and "worker_connections" not in conf
+
+
+def test_gunicorn_refuses_a_bad_setting_by_name_without_a_traceback(monkeypatch, capsys):
+    monkeypatch.setenv("IDP_DATABASE_URL", "postgresql+psycopg://idp@127.0.0.1:1/idp")
+    monkeypatch.setenv("IDP_DATABASE_POOL_SIZE", "many")
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(GUNICORN_CONF))
+    assert stopped.value.code == 1
+    assert "IDP_DATABASE_POOL_SIZE must be a whole number" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -38,12 +38,17 @@ def test_refresh_request_runs_at_most_three_statements(browser, oakwood_rp, worl
 
 def test_userinfo_runs_at_most_two_statements(browser, oakwood_rp, world, frozen_clock):
     sign_in_head_of_oakwood(browser)
-    bearer = {"Authorization": "Bearer " + oakwood_rp.tokens()["access_token"]}
+    tokens = oakwood_rp.tokens()
+    bearer = {"Authorization": "Bearer " + tokens["access_token"]}
     response, counter = statements_of(lambda: browser.client.get("/userinfo", headers=bearer))
     assert response.status_code == 200
     assert counter.count <= 2, counter.statements
     # One read: no transaction around it (BEGIN and ROLLBACK would be two more round trips).
     assert counter.autocommit == [True] * counter.count, counter.statements
+    # ...and it ends with the request: what comes next has its transaction again.
+    response, counter = statements_of(lambda: oakwood_rp.refresh(tokens["refresh_token"]))
+    assert response.status_code == 200
+    assert counter.count and not any(counter.autocommit), counter.statements
 
 
 def test_introspection_runs_one_statement(browser, oakwood_rp, world, frozen_clock):
