@@ -10,9 +10,10 @@ import sys
 from idp.config import Settings, UnsafeForProduction
 
 
-def _settings() -> Settings:
+def _refusing(read):
+    """read(), where a refused setting stops gunicorn with its message, not a traceback."""
     try:
-        return Settings.from_env()
+        return read()
     except (ValueError, UnsafeForProduction) as refused:
         print(f"Error: {refused}", file=sys.stderr)
         sys.exit(1)
@@ -32,7 +33,7 @@ if worker_class == "gevent":
     # so requests in flight: no more than the database connections the worker keeps
     # (IDP_DATABASE_POOL_SIZE), so no request waits for one. Further clients wait in the listen
     # queue, where waiting costs nothing.
-    worker_connections = _settings().database_pool_size
+    worker_connections = _refusing(Settings.from_env).database_pool_size
 # gunicorn >= 23 opens a control socket in $HOME by default: several instances on one host
 # would fight over it, and operators manage workers with signals anyway.
 control_socket_disable = True
@@ -40,8 +41,4 @@ control_socket_disable = True
 
 def on_starting(server):
     """Refuse unsafe production settings once, in the master, before any worker boots."""
-    try:
-        _settings().check_production()
-    except UnsafeForProduction as refused:
-        print(f"Error: {refused}", file=sys.stderr)
-        sys.exit(1)
+    _refusing(lambda: Settings.from_env().check_production())

@@ -24,9 +24,13 @@ def init_app(app: Flask) -> None:
     app.extensions[_LIMITER_KEY] = FixedWindowRateLimiter(storage_from_string(url))
 
 
+def _limiter() -> FixedWindowRateLimiter:
+    return current_app.extensions[_LIMITER_KEY]
+
+
 def storage():
     """The shared store of this app's counts."""
-    return current_app.extensions[_LIMITER_KEY].storage
+    return _limiter().storage
 
 
 # When the shared store (Redis) is unreachable, each process keeps counting on its
@@ -44,7 +48,7 @@ def _fallback_limiter() -> FixedWindowRateLimiter:
 
 def _attempt(method: str, item, *identifiers):
     try:
-        return getattr(current_app.extensions[_LIMITER_KEY], method)(item, *identifiers)
+        return getattr(_limiter(), method)(item, *identifiers)
     except Exception:  # any storage failure: redis down, timeout, auth
         log.warning("rate-limit storage unavailable; counting in this process only", exc_info=True)
         return getattr(_fallback_limiter(), method)(item, *identifiers)
