@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                       "issuer": "http://127.0.0.1:9"})
     import logging
 
-    from idp.logging import LOGGER_NAME
+    from idp.request_log import LOGGER_NAME
 
     logging.getLogger(LOGGER_NAME).setLevel(logging.WARNING)  # the request log would time the terminal
     browser = SignedInBrowser(app, info["client_id"], info["client_secret"])

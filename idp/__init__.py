@@ -17,12 +17,12 @@ from . import ratelimits
 from .extensions import csrf, db, login_manager, migrate, ping_idle_connections
 
 BLUEPRINTS = (
-    "idp.logging",  # first: its request id and timer hooks run before the others
+    "idp.request_log",  # first: its request id and timer hooks run before the others
     "idp.auth.views",
     "idp.reset.views",
     "idp.mail.views",
     "idp.oidc.views",
-    "idp.account.views",
+    "idp.account_settings.views",
     "idp.admin.views",
     "idp.ops",
 )

@@ -225,7 +225,7 @@ def serve(host, port):
     from flask import current_app
     from werkzeug.serving import run_simple
 
-    # Werkzeug's access log prints whole URLs (reset tokens, query strings); idp.logging logs requests safely.
+    # Werkzeug's access log prints whole URLs (reset tokens, query strings); idp.request_log logs requests safely.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     click.echo(f"Identity provider listening on http://{host}:{port} (issuer {current_app.config['SETTINGS'].issuer})")
     # Not app.run(): Flask ignores it inside a `flask`/FlaskGroup command.

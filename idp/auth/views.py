@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask import session as cookie
 
-from ..account.forms import SecondFactorForm
+from ..account_settings.forms import SecondFactorForm
 from ..accounts import directory, mfa
 from ..errors import RateLimited
 from ..web import client_ip, safe_next, tenant_or_404
@@ -69,7 +69,7 @@ def after_password(account, tenant, provider: str, next_url: str | None):
         return redirect(url_for("auth.second_factor", slug=tenant.slug))
     # Decided before the audit commit, which expires every loaded row (reading them again is a query each).
     if mfa.sign_in_requirement(account, directory.active_membership(account, tenant), ["pwd"]) == "enrol":
-        onward = url_for("account.security", tenant=tenant.slug, next=next_url)
+        onward = url_for("account_settings.security", tenant=tenant.slug, next=next_url)
     else:
         onward = next_url or url_for("auth.home", slug=tenant.slug)
     session.sign_in(account, amr=["pwd"])
@@ -81,7 +81,7 @@ def second_factor_redirect(requirement: str, tenant, next_url: str):
     """Where a sign-in goes to meet `mfa.sign_in_requirement`: the code page, or enrolment."""
     if requirement == "verify":
         return redirect(url_for("auth.second_factor", slug=tenant.slug, next=next_url))
-    return redirect(url_for("account.security", tenant=tenant.slug, next=next_url))
+    return redirect(url_for("account_settings.security", tenant=tenant.slug, next=next_url))
 
 
 @bp.route("/t/<slug>/")
@@ -126,7 +126,7 @@ def second_factor(slug: str):
         if signed_in.has_second_factor:
             return redirect(next_url or url_for("auth.home", slug=slug))
         if not account.mfa_enrolled:
-            return redirect(url_for("account.security", tenant=slug, next=next_url))
+            return redirect(url_for("account_settings.security", tenant=slug, next=next_url))
 
     form = SecondFactorForm()
     error, status = None, 200

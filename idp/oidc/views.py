@@ -2,7 +2,7 @@
 revocation, introspection, RP-initiated logout and dynamic client registration.
 
 Protocol work is authlib's (server.py, grants.py, endpoints.py); these views
-hand the browser to the tenant's own sign-in pages (auth/, account/) and back.
+hand the browser to the tenant's own sign-in pages (auth/, account_settings/) and back.
 Endpoints that relying parties call directly are CSRF-exempt: they carry no
 browser session, or (authorize, end-session) must accept an RP's form POST."""
 

@@ -237,5 +237,5 @@ def test_serve_runs_the_app_on_the_given_address_without_werkzeug_access_log(run
     result = run(runner, "serve", "--host", "127.0.0.1", "--port", "5999")
     assert result.exit_code == 0, result.output
     assert calls == [("127.0.0.1", 5999)]
-    # Its access lines carry whole URLs (reset tokens); idp.logging writes safe ones.
+    # Its access lines carry whole URLs (reset tokens); idp.request_log writes safe ones.
     assert logging.getLogger("werkzeug").getEffectiveLevel() >= logging.WARNING

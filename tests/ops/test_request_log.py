@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from idp.logging import LOGGER_NAME, REQUEST_ID_HEADER
+from idp.request_log import LOGGER_NAME, REQUEST_ID_HEADER
 from tests.conftest import PASSWORD, csrf_token_from
 
 

@@ -16,7 +16,7 @@ from ..tenants import find_tenant
 from ..web import client_ip, safe_next
 from .forms import DeviceNameForm, EnrolmentCodeForm, SecondFactorForm
 
-bp = Blueprint("account", __name__)
+bp = Blueprint("account_settings", __name__)
 
 
 class _Page:
@@ -43,7 +43,7 @@ class _Page:
 
     def sign_in_first(self):
         if self.tenant is not None:
-            here = request.full_path.rstrip("?") if request.method == "GET" else url_for("account.security", **self.params)
+            here = request.full_path.rstrip("?") if request.method == "GET" else url_for("account_settings.security", **self.params)
             return redirect(url_for("auth.login", slug=self.tenant.slug, next=here))
         return render_template(
             "error.html", title="Sign in first",
@@ -59,7 +59,7 @@ class _Page:
         if tenant is None:
             return self.render("error.html", 403, title="Access denied",
                                message="Your account has no access to any school.")
-        here = url_for("account.security", tenant=tenant.slug, next=self.next_url)
+        here = url_for("account_settings.security", tenant=tenant.slug, next=self.next_url)
         return redirect(url_for("auth.second_factor", slug=tenant.slug, next=here))
 
     def render(self, template: str, status: int = 200, **context):
@@ -89,7 +89,7 @@ def _security_page(page: _Page, form, status: int = 200):
     devices = mfa.confirmed_devices(page.account)
     must_enrol = not devices and page.tenant is not None and mfa.policy_covers(page.tenant, page.membership)
     return page.render(
-        "account/security.html", status, form=form, devices=devices, must_enrol=must_enrol,
+        "account_settings/security.html", status, form=form, devices=devices, must_enrol=must_enrol,
         recovery_left=mfa.remaining_recovery_codes(page.account) if devices else 0,
         required_by=mfa.tenants_requiring(page.account),
     )
@@ -109,7 +109,7 @@ def add_device(page: _Page):
     except (NotAllowed, mfa.InvalidCode) as refused:
         form.name.errors.append(refused.message)
         return _security_page(page, form, 400)
-    return redirect(url_for("account.confirm_device", device_id=device.id, **page.params))
+    return redirect(url_for("account_settings.confirm_device", device_id=device.id, **page.params))
 
 
 @bp.route("/account/security/devices/<int:device_id>/confirm", methods=["GET", "POST"])
@@ -117,7 +117,7 @@ def add_device(page: _Page):
 def confirm_device(page: _Page, device_id: int):
     device = mfa.get_device(page.account, device_id)
     if device.confirmed_at is not None:
-        return redirect(url_for("account.security", **page.params))
+        return redirect(url_for("account_settings.security", **page.params))
     step_up = page.step_up_first()
     if step_up is not None:
         return step_up
@@ -131,13 +131,13 @@ def confirm_device(page: _Page, device_id: int):
             # The new key's code proves possession: this sign-in now has its second factor too.
             add_factors(mfa.SECOND_FACTOR_AMR)
             if codes:
-                return page.render("account/recovery_codes.html", codes=codes, first=True)
+                return page.render("account_settings/recovery_codes.html", codes=codes, first=True)
             flash(f"Security key ‘{device.name}’ added.")
-            return redirect(url_for("account.security", **page.params))
+            return redirect(url_for("account_settings.security", **page.params))
     secret = mfa.device_secret(device)
     uri = mfa.provisioning_uri(page.account, device)
     return page.render(
-        "account/confirm_device.html", 200 if not form.errors else 400, form=form, device=device,
+        "account_settings/confirm_device.html", 200 if not form.errors else 400, form=form, device=device,
         secret=mfa.grouped_secret(secret), qr_svg=mfa.qr_svg(uri), otpauth_uri=uri,
     )
 
@@ -159,11 +159,11 @@ def remove_device(page: _Page, device_id: int):
             refused = not_allowed.message
         else:
             flash(f"Security key ‘{device.name}’ removed.")
-            return redirect(url_for("account.security", **page.params))
+            return redirect(url_for("account_settings.security", **page.params))
     elif form.errors:
         status = 400
     return page.render(
-        "account/remove_device.html", 409 if refused else status, form=form, device=device, refused=refused,
+        "account_settings/remove_device.html", 409 if refused else status, form=form, device=device, refused=refused,
         last_device=len(mfa.confirmed_devices(page.account)) <= 1,
     )
 
@@ -172,7 +172,7 @@ def remove_device(page: _Page, device_id: int):
 @signed_in_page
 def recovery_codes(page: _Page):
     if not page.account.mfa_enrolled:
-        return redirect(url_for("account.security", **page.params))
+        return redirect(url_for("account_settings.security", **page.params))
     form = SecondFactorForm()
     status = 200
     if form.validate_on_submit():
@@ -182,8 +182,8 @@ def recovery_codes(page: _Page):
             form.code.errors.append(wrong.message)
             status = wrong.status_code
         else:
-            return page.render("account/recovery_codes.html", codes=codes, first=False)
+            return page.render("account_settings/recovery_codes.html", codes=codes, first=False)
     elif form.errors:
         status = 400
-    return page.render("account/regenerate.html", status, form=form,
+    return page.render("account_settings/regenerate.html", status, form=form,
                        recovery_left=mfa.remaining_recovery_codes(page.account))
