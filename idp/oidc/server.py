@@ -10,6 +10,7 @@ from __future__ import annotations
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import InvalidRequestError, UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
@@ -61,6 +62,15 @@ def query_client(client_id: str | None) -> Client | None:
     return copy
 
 
+def _basic_credentials(query_client, request):
+    """client_secret_basic, where an Authorization header that is not base64 of UTF-8 "id:secret"
+    (RFC 7617 2) carries no credentials: the request ends as invalid_client, never as a 500."""
+    try:
+        return authenticate_client_secret_basic(query_client, request)
+    except (UnicodeError, ValueError):
+        return None
+
+
 def _save_token(token: dict, request) -> None:
     tokens.save_token(
         token,
@@ -103,6 +113,7 @@ class Server(AuthorizationServer):
 def init_app(app: Flask) -> AuthorizationServer:
     server = Server()
     server.init_app(app, query_client=query_client, save_token=_save_token)
+    server.register_client_auth_method("client_secret_basic", _basic_credentials)
     # OIDC Core 3.1.2.1: scope values not understood SHOULD be ignored, not refused;
     # Client.get_allowed_scope grants the supported subset.
     server.scopes_supported = None
