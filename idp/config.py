@@ -195,4 +195,10 @@ class Settings:
             problems.append("IDP_MAIL_URL must name an SMTP server in production, not the outbox")
         if self.database_url.startswith("sqlite"):
             problems.append("IDP_DATABASE_URL should be PostgreSQL in production (it is SQLite)")
+        if not self.ratelimits_enabled:
+            problems.append("IDP_RATELIMITS must be on in production (it guards every password and code)")
+        if not self.redis_url:
+            # Production runs several worker processes (and nodes): counts kept in each process
+            # would give a guesser a fresh allowance in every one of them.
+            problems.append("IDP_REDIS_URL must be set in production, so every process counts sign-in attempts together")
         return problems

@@ -2,8 +2,10 @@
 
 - ``outbox`` (default): each message is written as an .eml file under
   ``<instance>/outbox/`` (development; the /dev/outbox page lists them).
-- ``smtp://user:pass@host:port``: plain SMTP, upgraded with STARTTLS whenever the
-  server offers it; ``smtps://...``: TLS from the first byte.
+- ``smtp://user:pass@host:port``: SMTP upgraded with STARTTLS. In production the upgrade is
+  required: a server that does not offer it gets nothing (credentials and reset links never
+  travel in the clear); in development it is used whenever offered. ``smtps://...``: TLS from
+  the first byte.
 
 Failures raise MailNotSent. Nothing here logs a message body: mails carry reset
 links, and logs must never hold them."""
@@ -61,6 +63,8 @@ class SmtpBackend:
     username: str | None = None
     password: str | None = None
     implicit_tls: bool = False
+    #: Refuse to send (or log in) over a connection that could not be upgraded to TLS.
+    require_tls: bool = False
 
     def open(self) -> smtplib.SMTP:
         """A connection ready to send: TLS (implicit, or STARTTLS when offered) and logged in."""
@@ -74,6 +78,8 @@ class SmtpBackend:
             if not self.implicit_tls and smtp.has_extn("starttls"):
                 smtp.starttls(context=context)
                 smtp.ehlo()
+            elif not self.implicit_tls and self.require_tls:
+                raise smtplib.SMTPNotSupportedError("the mail server does not offer STARTTLS; refusing to send in the clear")
             if self.username:
                 smtp.login(self.username, self.password or "")
         except BaseException:
@@ -129,7 +135,7 @@ def batch():
         shared.close()
 
 
-def backend_from_url(url: str, outbox: Path):
+def backend_from_url(url: str, outbox: Path, *, require_tls: bool = False):
     """The backend a mail URL names (ValueError for anything else)."""
     if not url or url == "outbox":
         return OutboxBackend(Path(outbox))
@@ -143,12 +149,13 @@ def backend_from_url(url: str, outbox: Path):
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
         implicit_tls=implicit_tls,
+        require_tls=require_tls,
     )
 
 
 def current_backend():
     settings = current_app.config["SETTINGS"]
-    return backend_from_url(settings.mail_url, settings.outbox_path)
+    return backend_from_url(settings.mail_url, settings.outbox_path, require_tls=settings.is_production)
 
 
 def send(message: EmailMessage) -> None:

@@ -20,6 +20,7 @@ SAFE_PRODUCTION = dict(
     secret_key="s" * 48,
     mail_url="smtp://mailer:secret@smtp.example:587",
     database_url="postgresql+psycopg://idp:secret@127.0.0.1:1/idp",
+    redis_url="redis://127.0.0.1:1/0",
 )
 
 
@@ -55,6 +56,9 @@ def test_production_mode_starts_with_safe_settings(tmp_path):
     ({"secret_key": ""}, "IDP_SECRET_KEY must be set"),
     ({"secret_key": "short"}, "IDP_SECRET_KEY must be at least 32 characters"),
     ({"mail_url": "outbox"}, "IDP_MAIL_URL must name an SMTP server"),
+    ({"ratelimits_enabled": False}, "IDP_RATELIMITS must be on in production"),
+    # Without a shared store each worker and node would count sign-in attempts on its own.
+    ({"redis_url": None}, "IDP_REDIS_URL must be set in production"),
 ])
 def test_production_mode_refuses_unsafe_setting_and_says_which(tmp_path, unsafe, says):
     with pytest.raises(UnsafeForProduction) as refused:

@@ -76,6 +76,24 @@ class TestSmtp:
         db.session.refresh(link)
         assert link.sent_at is not None
 
+    def test_in_production_a_server_without_starttls_gets_nothing(self, app, world, browser, smtp_server, outbox):
+        # A mail server that offers no TLS would see the reset link (and our SMTP password) in the clear.
+        controller, handler = smtp_server
+        app.config["SETTINGS"] = replace(app.config["SETTINGS"], env="production",
+                                         mail_url=f"smtp://mailer:secret@{controller.hostname}:{controller.port}")
+        response = request_link(browser, "beech", "pat.lee@example.org")
+        assert response.status_code == 503
+        assert handler.envelopes == []
+        link = db.session.scalars(select(ResetLink)).one()
+        db.session.refresh(link)
+        assert not link.is_usable
+
+    def test_in_development_a_server_without_starttls_is_still_used(self, app, world, browser, smtp_server):
+        controller, handler = smtp_server
+        app.config["SETTINGS"] = replace(app.config["SETTINGS"], mail_url=f"smtp://{controller.hostname}:{controller.port}")
+        assert "Check your email" in request_link(browser, "beech", "pat.lee@example.org").get_data(as_text=True)
+        assert len(handler.envelopes) == 1
+
     def test_smtp_server_refusing_the_connection_is_a_temporary_error(self, app, world, browser, outbox):
         app.config["SETTINGS"] = replace(app.config["SETTINGS"], mail_url=f"smtp://127.0.0.1:{free_port()}")
         response = request_link(browser, "beech", "pat.lee@example.org")
