@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 from .config import PROJECT_ROOT, Settings
 from .errors import DomainError
 from .web import refuse_nul_characters
-from . import ratelimits
+from . import ratelimits, transactions
 from .extensions import csrf, db, login_manager, migrate, ping_idle_connections
 
 BLUEPRINTS = (
@@ -66,6 +66,10 @@ def create_app(overrides: dict | None = None) -> Flask:
         if getattr(module, "csrf_exempt", False):
             csrf.exempt(module.bp)
 
+    # The one list of providers (names, help-page wording) for every template.
+    from .accounts import providers
+
+    app.jinja_env.globals.update(providers=providers, provider_name=providers.name)
     _register_error_pages(app)
     _register_security_headers(app)
     app.before_request(refuse_nul_characters)
@@ -76,6 +80,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .cli import register_commands
 
     register_commands(app)
+    # Last, so it runs before every other after-request hook (Flask runs them in reverse).
+    transactions.init_app(app)
     return app
 
 

@@ -1,7 +1,7 @@
 """Recording security events in the append-only audit log.
 
 Callers pass the IP (services never read the request); the event joins the
-caller's transaction and is committed with it."""
+caller's transaction and is committed with it (idp.transactions)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ RESET_USED = "reset.used"
 RESET_EXPIRED = "reset.expired"
 PASSWORD_CHANGED = "password.changed"
 MEMBER_ADDED = "member.added"
+MEMBER_ACCEPTED = "member.accepted"
+MEMBER_REMOVED = "member.removed"
 MEMBER_CHANGED = "member.changed"
 MEMBER_DEACTIVATED = "member.deactivated"
+EMAIL_CHANGED = "account.email_changed"
 PROVIDER_REASSIGNED = "member.provider_reassigned"
 CLIENT_REGISTERED = "client.registered"
 CLIENT_CHANGED = "client.changed"

@@ -112,8 +112,10 @@ def client_token(slug, as_json):
 def _account_data(account) -> dict:
     return {
         "sub": account.sub, "email": account.email, "name": account.name, "provider": account.provider,
-        "tenants": {m.tenant.slug: {"role": m.role, "active": m.active} for m in account.memberships},
+        "tenants": {m.tenant.slug: {"role": m.role, "active": m.active, "accepted": not m.is_pending}
+                    for m in account.memberships},
         "invited": not account.has_password, "operator": account.is_operator,
+        "email_verified": account.email_verified,
     }
 
 
@@ -122,18 +124,26 @@ def _account_data(account) -> dict:
 @click.option("--provider", type=click.Choice(["identity", "sso"]), required=True)
 @click.option("--tenant", "slugs", multiple=True, required=True)
 @click.option("--role", type=click.Choice(["staff", "admin"]), default="staff", show_default=True)
-@click.option("--password", default=None, help="Without it the user is invited (first-time link)")
+@click.option("--password", default=None, help="Development only; without it the user is invited (first-time link)")
 @click.option("--name", default="")
-@click.option("--operator", is_flag=True, help="A platform operator (manages tenants at /admin)")
+@click.option("--operator", is_flag=True, help="A platform operator (manages tenants at /admin; a CPOMS SSO account)")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @domain_command
 def user_create(email, provider, slugs, role, password, name, operator, as_json):
+    from flask import current_app
+
+    from .accounts import lifecycle
     from .accounts.directory import create_account
+    from .errors import NotAllowed
     from .tenants import get_tenant
 
     tenants = [get_tenant(slug) for slug in dict.fromkeys(slugs)]
     if password is not None:
+        if current_app.config["SETTINGS"].is_production:
+            # Only the person who controls the address may hold the account's credentials.
+            raise NotAllowed("--password is for development only: in production the person sets their own "
+                             "password through the first-time link mailed to them")
         from .accounts.passwords import check_policy
 
         check_policy(password, email=email, name=name)
@@ -143,24 +153,14 @@ def user_create(email, provider, slugs, role, password, name, operator, as_json)
     )
     state = "with a password"
     if password is None:
-        state = _invite(account, tenants[0])
+        joined = lifecycle.Joined(account.membership_in(tenants[0].id), account, created=True, pending=False)
+        lifecycle.send_welcome(joined, tenants[0], lifecycle.Authority.command_line())
+        state = "invited (no password yet; invitation sent)" if joined.mailed else _NOT_SENT
     _emit(_account_data(account), as_json,
           f"Created {provider} account {account.email} in {', '.join(slugs)} as {role}, {state}")
 
 
-def _invite(account, tenant) -> str:
-    """Send the first-time link; the account stays even if the mail server is down."""
-    from .errors import DeliveryFailed
-    from .reset.links import send_invitation
-
-    db.session.commit()
-    try:
-        send_invitation(account, tenant)
-    except DeliveryFailed:
-        click.echo("Warning: the invitation mail could not be sent; use 'Forgotten your password' "
-                   "or Admin > Users > Send password link later.", err=True)
-        return "invited (no password yet; invitation NOT sent)"
-    return "invited (no password yet; invitation sent)"
+_NOT_SENT = "invited (no password yet; invitation NOT sent: the mail server refused it)"
 
 
 @user_cli.command("assign")
@@ -172,8 +172,10 @@ def _invite(account, tenant) -> str:
 @with_appcontext
 @domain_command
 def user_assign(email, provider, slug, role, as_json):
-    """Add an SSO account to another tenant (an Identity account has exactly one)."""
-    from .accounts.directory import add_membership, get_account_by_email
+    """Add an SSO account to another tenant: it can sign in there once the person accepts the
+    link mailed to them (an Identity account has exactly one tenant)."""
+    from .accounts import lifecycle
+    from .accounts.directory import get_account_by_email
     from .errors import InvalidInput
     from .tenants import get_tenant
 
@@ -183,8 +185,37 @@ def user_assign(email, provider, slug, role, as_json):
                            "only a CPOMS SSO account can be assigned to another tenant")
     tenant = get_tenant(slug)
     account = get_account_by_email(provider, email, tenant)
-    add_membership(account, tenant, role)
-    _emit(_account_data(account), as_json, f"{account.email} (SSO) is now a {role} member of {slug}")
+    joined = lifecycle.join_existing(account, tenant, role=role, authority=lifecycle.Authority.command_line())
+    mailed = "the acceptance link was mailed to them" if joined.mailed else "the acceptance mail could NOT be sent"
+    _emit(_account_data(account), as_json,
+          f"{account.email} (SSO) was added to {slug} as {role}; it can sign in there once the person accepts "
+          f"({mailed})")
+
+
+@user_cli.command("change-email")
+@click.option("--email", required=True, help="The account's current address")
+@click.option("--provider", type=click.Choice(["identity", "sso"]), required=True)
+@click.option("--tenant", "slug", default=None, help="The Identity account's tenant")
+@click.option("--new-email", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@domain_command
+def user_change_email(email, provider, slug, new_email, as_json):
+    """Correct an account's address (operators). Its password and second factors are removed and
+    every sign-in ends: the new address gets a first-time link, the old one a notice."""
+    from .accounts import lifecycle
+    from .accounts.directory import get_account_by_email
+    from .tenants import get_tenant
+
+    tenant = get_tenant(slug) if slug else None
+    account = get_account_by_email(provider, email, tenant)
+    change = lifecycle.change_email(account, new_email, lifecycle.Authority.command_line())
+    if change is None:
+        _emit(_account_data(account), as_json, f"{account.email} already has that address; nothing changed")
+        return
+    sent = "a first-time link was mailed to it" if change.link_sent else "the first-time link could NOT be sent"
+    _emit(_account_data(account), as_json,
+          f"{change.old} is now {change.new}: password and second factors removed, sign-ins ended; {sent}")
 
 
 @keys_cli.command("rotate")

@@ -15,7 +15,8 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import select
 
-from .accounts.directory import add_membership, create_account, find_sso_account, get_account_by_email
+from .accounts import lifecycle
+from .accounts.directory import create_account, get_account_by_email, lookup
 from .errors import NotFound
 from .extensions import db
 from .models import Client
@@ -111,14 +112,15 @@ def load_demo_data(school_app_url: str | None = None, staffsafe_app_url: str | N
 def _ensure_account(spec: DemoAccount, tenants: dict) -> None:
     members_of = [tenants[slug] for slug in spec.tenants]
     if spec.provider == "sso":
-        account = find_sso_account(spec.email)
+        account = lookup("sso", spec.email)
         if account is None:
             create_account(provider="sso", email=spec.email, tenants=members_of, role=spec.role, name=spec.name,
                            password=DEMO_PASSWORD, is_operator=spec.is_operator)
             return
         for tenant in members_of:
             if account.membership_in(tenant.id) is None:
-                add_membership(account, tenant, spec.role)
+                # A demo school added since the last load: like any school, it waits for acceptance.
+                lifecycle.join_existing(account, tenant, role=spec.role, authority=lifecycle.Authority.command_line())
         return
     try:
         get_account_by_email("identity", spec.email, members_of[0])

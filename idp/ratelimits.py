@@ -90,10 +90,16 @@ class Throttle:
             _attempt("clear", item, self.name, *key)
 
 
-#: Failed password attempts against one account on one tenant's page.
-LOGIN_PER_ACCOUNT = Throttle("login-account", "5 per minute; 20 per hour")
+#: Failed password attempts against one account from one client address: the lock a guesser meets,
+#: which the owner signing in from anywhere else never sees.
+LOGIN_PER_ACCOUNT_IP = Throttle("login-account-ip", "5 per minute; 20 per hour")
 #: Failed password attempts from one client IP (a whole school may share one address).
 LOGIN_PER_IP = Throttle("login-ip", "60 per minute; 600 per hour")
+#: Failed attempts against one account from every address together: past this ceiling attempts are
+#: slowed to LOGIN_PACE, never refused outright (NIST SP 800-63B 5.2.2), so guessers spread over
+#: many addresses cannot lock the owner out.
+LOGIN_PER_ACCOUNT = Throttle("login-account", "30 per hour; 100 per day")
+LOGIN_PACE = Throttle("login-account-pace", "1 per minute")
 #: Reset/first-time link requests.
 RESET_PER_EMAIL = Throttle("reset-email", "3 per 10 minutes; 10 per day")
 RESET_PER_IP = Throttle("reset-ip", "30 per 10 minutes")

@@ -11,12 +11,14 @@ from sqlalchemy import select
 from .errors import Conflict, InvalidInput, NotFound
 from .extensions import db
 from .models import Tenant
+from .models.base import check_length
 from .models.tenants import PRODUCTS, REQUIRE_2FA_VALUES
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def validate_timezone(tz: str) -> str:
+    check_length(tz, Tenant.timezone, field="timezone", label="The timezone")
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -47,14 +49,13 @@ def create_tenant(
 ) -> Tenant:
     slug = (slug or "").strip().lower()
     _validate(slug, product, require_2fa)
-    if not (name or "").strip():
-        raise InvalidInput("A tenant needs a name", field="name")
+    name = _name(name)
     timezone = validate_timezone(timezone or current_app.config["SETTINGS"].timezone)
     if find_tenant(slug) is not None:
         raise Conflict(f"A tenant with slug {slug!r} already exists", field="slug")
     tenant = Tenant(
         slug=slug,
-        name=name.strip(),
+        name=name,
         product=product,
         timezone=timezone,
         require_2fa=require_2fa,
@@ -65,9 +66,16 @@ def create_tenant(
     return tenant
 
 
-def update_tenant(tenant: Tenant, **changes) -> Tenant:
-    if "name" in changes and not (changes["name"] or "").strip():
+def _name(name: str | None) -> str:
+    name = (name or "").strip()
+    if not name:
         raise InvalidInput("A tenant needs a name", field="name")
+    return check_length(name, Tenant.name, field="name", label="The name")
+
+
+def update_tenant(tenant: Tenant, **changes) -> Tenant:
+    if "name" in changes:
+        changes["name"] = _name(changes["name"])
     _validate(None, changes.get("product"), changes.get("require_2fa"))
     if "timezone" in changes:
         validate_timezone(changes["timezone"])

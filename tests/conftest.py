@@ -173,6 +173,18 @@ def world(app) -> World:
                  public.client)
 
 
+def join_directly(account, tenant, role: str = "staff"):
+    """Test set-up: make `account` an accepted member of `tenant` as if the person had accepted
+    (the product's own path mails them an acceptance link, see accounts.lifecycle)."""
+    from idp import clock
+    from idp.models import Membership
+
+    membership = Membership(tenant_id=tenant.id, role=role, active=True, accepted_at=clock.now())
+    account.memberships.append(membership)
+    db.session.flush()
+    return membership
+
+
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 

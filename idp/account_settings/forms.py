@@ -4,12 +4,15 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
+from ..models import MfaDevice
+from ..models.base import column_length
+
 
 class DeviceNameForm(FlaskForm):
     name = StringField(
         "Name this security key",
         default="My phone",
-        validators=[DataRequired("Enter a name for this security key, for example My phone"), Length(max=100)],
+        validators=[DataRequired("Enter a name for this security key, for example My phone"), Length(max=column_length(MfaDevice.name))],
         render_kw={"autocomplete": "off"},
     )
 

@@ -55,7 +55,7 @@ class _Page:
         password alone could add the thief's phone and pass every later 2FA check."""
         if not self.account.mfa_enrolled or self.signed_in.has_second_factor:
             return None
-        tenant = self.tenant or next((m.tenant for m in self.account.memberships if m.active), None)
+        tenant = self.tenant or next((m.tenant for m in self.account.memberships if m.is_usable), None)
         if tenant is None:
             return self.render("error.html", 403, title="Access denied",
                                message="Your account has no access to any school.")
@@ -87,7 +87,8 @@ def security(page: _Page):
 
 def _security_page(page: _Page, form, status: int = 200):
     devices = mfa.confirmed_devices(page.account)
-    must_enrol = not devices and page.tenant is not None and mfa.policy_covers(page.tenant, page.membership)
+    must_enrol = not devices and (page.account.is_operator or (
+        page.tenant is not None and mfa.policy_covers(page.tenant, page.membership)))
     return page.render(
         "account_settings/security.html", status, form=form, devices=devices, must_enrol=must_enrol,
         recovery_left=mfa.remaining_recovery_codes(page.account) if devices else 0,

@@ -1,30 +1,36 @@
-"""Which account an email means: the one place that knows the Identity vs SSO rules.
+"""Which account an email means, and the uniqueness that makes the answer one account: the one
+place that knows the Identity vs SSO rules.
 
-- identity: an account local to one tenant; email unique within that tenant.
+- identity: an account local to one tenant; its email is unique within that tenant (a retired
+  account keeps its address reserved, with its history).
 - sso: one global account per email, a member of one or more tenants.
-"""
+
+New accounts are made here too (`create_account`); what an existing account may become is
+`lifecycle`'s business."""
 
 from __future__ import annotations
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import joinedload, undefer
 
+from .. import clock
 from ..errors import Conflict, InvalidInput, NotFound
 from ..extensions import db
 from ..models import Account, Membership, PasswordHistory, Tenant, normalise_email
-from ..models.accounts import PROVIDERS, ROLES
-from . import passwords
+from ..models.accounts import ROLES
+from ..models.base import check_length
+from . import passwords, providers
 
 
 def validate_provider(provider: str) -> str:
-    if provider not in PROVIDERS:
-        raise InvalidInput(f"Unknown authentication provider {provider!r}: use identity or sso")
+    if provider not in providers.KEYS:
+        raise InvalidInput(f"Unknown authentication provider {provider!r}: use identity or sso", field="provider")
     return provider
 
 
 def validate_role(role: str) -> str:
     if role not in ROLES:
-        raise InvalidInput(f"Unknown role {role!r}: use staff or admin")
+        raise InvalidInput(f"Unknown role {role!r}: use staff or admin", field="role")
     return role
 
 
@@ -33,80 +39,94 @@ def validate_email(email: str) -> str:
     from email_validator import validate_email as check
 
     normalised = normalise_email(email)
+    check_length(normalised, Account.email, field="email", label="The email address")
     try:
         check(normalised, check_deliverability=False)
     except EmailNotValidError as error:
-        raise InvalidInput(f"{email!r} is not a valid email address: {error}") from None
+        raise InvalidInput(f"{email!r} is not a valid email address: {error}", field="email") from None
     return normalised
 
 
-def find_account(tenant: Tenant, provider: str, email: str) -> Account | None:
-    """The account that `email` names on `tenant`'s login page for `provider`, member or not active."""
+def validate_name(name: str | None, *, required: bool = False) -> str:
+    name = (name or "").strip()
+    if required and not name:
+        raise InvalidInput("Enter the user's name", field="name")
+    return check_length(name, Account.name, field="name", label="The name")
+
+
+def _holder(provider: str, email: str, tenant: Tenant | None) -> list:
+    """Criteria for the account that holds (provider, email) — on `tenant` for Identity."""
     email = normalise_email(email)
     if provider == "identity":
-        query = select(Account).where(
-            Account.provider == "identity", Account.tenant_id == tenant.id, Account.email == email
-        )
-    elif provider == "sso":
-        query = (
-            select(Account)
-            .join(Membership, Membership.account_id == Account.id)
-            .where(Account.provider == "sso", Account.email == email, Membership.tenant_id == tenant.id)
-        )
-    else:
+        if tenant is None:
+            raise InvalidInput("An Identity account is looked up within a tenant")
+        return [Account.provider == "identity", Account.tenant_id == tenant.id, Account.email == email]
+    if provider == "sso":
+        return [Account.provider == "sso", Account.email == email]
+    raise InvalidInput(f"Unknown authentication provider {provider!r}: use identity or sso", field="provider")
+
+
+def lookup(provider: str, email: str, tenant: Tenant | None = None) -> Account | None:
+    """The account holding `email` for `provider` (on `tenant` for Identity), retired or not."""
+    return db.session.scalars(select(Account).where(*_holder(provider, email, tenant))).first()
+
+
+def email_taken(provider: str, email: str, tenant: Tenant | None = None, *, other_than: Account | None = None) -> bool:
+    """Uniqueness per provider: Identity within its tenant (retired accounts included), SSO globally."""
+    query = select(Account.id).where(*_holder(provider, email, tenant))
+    if other_than is not None:
+        query = query.where(Account.id != other_than.id)
+    return db.session.scalar(query.limit(1)) is not None
+
+
+def find_account(tenant: Tenant, provider: str, email: str) -> Account | None:
+    """The account that `email` names on `tenant`'s login page for `provider` (its membership may be
+    deactivated or waiting for acceptance: the caller asks `active_membership`)."""
+    if provider not in providers.KEYS:
         return None
-    # Memberships come in the same statement: the login checks the active membership next.
-    query = query.where(Account.retired.is_(False)).options(
-        joinedload(Account.memberships), undefer(Account.mfa_enrolled)
-    )
+    query = select(Account).where(*_holder(provider, email, tenant), Account.retired.is_(False))
+    if provider == "sso":
+        query = query.join(Membership, Membership.account_id == Account.id).where(Membership.tenant_id == tenant.id)
+    # Memberships come in the same statement: the login checks the usable membership next.
+    query = query.options(joinedload(Account.memberships), undefer(Account.mfa_enrolled))
     return db.session.scalars(query).unique().first()
 
 
-def find_sso_account(email: str) -> Account | None:
-    return db.session.scalars(
-        select(Account).where(Account.provider == "sso", Account.email == normalise_email(email))
-    ).first()
+def get_account_by_email(provider: str, email: str, tenant: Tenant | None) -> Account:
+    """For the CLI and operators: the live account or NotFound."""
+    account = lookup(provider, email, tenant)
+    if account is None or account.retired:
+        raise NotFound(f"No {providers.name(provider)} account with email {normalise_email(email)}")
+    return account
 
 
-def active_membership(account: Account, tenant: Tenant) -> Membership | None:
-    """The account's membership of `tenant` if it may use that tenant now."""
-    if account.retired:
+def active_membership(account: Account | None, tenant: Tenant) -> Membership | None:
+    """The account's membership of `tenant` if it may use that tenant now (not deactivated by the
+    school, accepted by the person, account not retired)."""
+    if account is None or account.retired:
         return None
     membership = account.membership_in(tenant.id)
-    if membership is None or not membership.active:
+    if membership is None or not membership.is_usable:
         return None
     return membership
-
-
-def tenant_has_sso_members(tenant: Tenant) -> bool:
-    """Whether the login page offers the provider switch."""
-    return db.session.scalar(
-        select(
-            exists().where(
-                Membership.tenant_id == tenant.id,
-                Membership.account_id == Account.id,
-                Account.provider == "sso",
-            )
-        )
-    )
 
 
 def page_provider(tenant: Tenant, requested: str | None) -> tuple[str, bool]:
     """The provider a tenant's login and reset pages show, and whether they offer the switch.
 
-    The switch exists only where the tenant has SSO members (help page). Unless the
-    person chose, a tenant whose members are all SSO (typically StaffSafe) opens on SSO."""
+    The switch exists only where the tenant has SSO users (help page). Unless the person
+    chose, a tenant whose members are all SSO (typically StaffSafe) opens on SSO."""
     has_sso, has_identity = db.session.execute(
         select(
             exists().where(
-                Membership.tenant_id == tenant.id, Membership.account_id == Account.id, Account.provider == "sso"
+                Membership.tenant_id == tenant.id, Membership.account_id == Account.id, Account.provider == "sso",
             ),
             exists().where(Account.provider == "identity", Account.tenant_id == tenant.id),
         )
     ).one()
     if not has_sso:
         return "identity", False
-    if requested in PROVIDERS:
+    if requested in providers.KEYS:
         return requested, True
     return ("identity" if has_identity else "sso"), True
 
@@ -121,85 +141,42 @@ def create_account(
     password: str | None = None,
     is_operator: bool = False,
 ) -> Account:
-    """Create an account and its memberships. Without a password the account is invited."""
+    """A new account, a member of `tenants` (the schools that create it, so nobody need accept).
+    Without a password the account is invited: the person sets one through a link mailed to them."""
     validate_provider(provider)
     validate_role(role)
     email = validate_email(email)
+    name = validate_name(name)
     if not tenants:
         raise InvalidInput("An account needs at least one tenant")
     if provider == "identity" and len(tenants) != 1:
         raise InvalidInput("An Identity account belongs to exactly one tenant")
-    if provider == "identity":
-        if find_account(tenants[0], "identity", email) is not None or _identity_email_taken(tenants[0], email):
-            raise Conflict(f"{email} already has a CPOMS Identity account at {tenants[0].slug}")
-    elif find_sso_account(email) is not None:
-        raise Conflict(f"{email} already has a CPOMS SSO account")
+    if is_operator and provider != "sso":
+        # Operators manage every school: their account cannot belong to one.
+        raise InvalidInput("A platform operator must have a CPOMS SSO account", field="provider")
+    if email_taken(provider, email, tenants[0]):
+        where = f" at {tenants[0].slug}" if provider == "identity" else ""
+        raise Conflict(f"{email} already has a {providers.name(provider)} account{where}", field="email")
 
     account = Account(
         provider=provider,
         email=email,
-        name=name.strip() or email,
+        name=name or email,
         tenant_id=tenants[0].id if provider == "identity" else None,
         is_operator=is_operator,
     )
     db.session.add(account)
+    now = clock.now()
     for tenant in tenants:
-        account.memberships.append(Membership(tenant_id=tenant.id, role=role, active=True))
+        account.memberships.append(Membership(tenant_id=tenant.id, role=role, active=True, accepted_at=now))
     if password is not None:
         set_password_hash(account, passwords.hash_password(password))
     db.session.flush()
     return account
 
 
-def _identity_email_taken(tenant: Tenant, email: str) -> bool:
-    return db.session.scalar(
-        select(
-            exists().where(
-                Account.provider == "identity", Account.tenant_id == tenant.id, Account.email == email
-            )
-        )
-    )
-
-
-def add_membership(account: Account, tenant: Tenant, role: str = "staff") -> Membership:
-    """Make an SSO account a member of another tenant (Identity accounts have exactly one)."""
-    validate_role(role)
-    if account.provider != "sso":
-        raise InvalidInput("Only a CPOMS SSO account can belong to several tenants")
-    existing = account.membership_in(tenant.id)
-    if existing is not None:
-        existing.role = role
-        existing.active = True
-        return existing
-    membership = Membership(tenant_id=tenant.id, role=role, active=True)
-    account.memberships.append(membership)
-    db.session.flush()
-    return membership
-
-
 def set_password_hash(account: Account, password_hash: str) -> None:
     """Store a new password hash and keep it in the history (no reuse, ever)."""
-    from .. import clock
-
     account.password_hash = password_hash
     account.password_changed_at = clock.now()
     db.session.add(PasswordHistory(account=account, password_hash=password_hash))
-
-
-def get_account_by_email(provider: str, email: str, tenant: Tenant | None) -> Account:
-    """For the CLI/admin: the account or NotFound."""
-    if provider == "sso":
-        account = find_sso_account(email)
-    else:
-        if tenant is None:
-            raise InvalidInput("An Identity account is looked up within a tenant")
-        account = db.session.scalars(
-            select(Account).where(
-                Account.provider == "identity",
-                Account.tenant_id == tenant.id,
-                Account.email == normalise_email(email),
-            )
-        ).first()
-    if account is None:
-        raise NotFound(f"No {provider} account with email {email}")
-    return account

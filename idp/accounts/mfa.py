@@ -29,8 +29,9 @@ from .. import audit, clock
 from ..errors import DomainError, NotAllowed, NotFound, RateLimited
 from ..extensions import db
 from ..models import Account, Membership, MfaDevice, RecoveryCode, Tenant
-from ..models.base import hash_secret
+from ..models.base import check_length, hash_secret
 from ..ratelimits import MFA_PER_ACCOUNT, Throttle
+from ..transactions import commit_now
 
 #: acr values advertised in discovery; a client asks for 2FA with acr_values=ACR_2FA.
 ACR_PASSWORD = "urn:cpoms:acr:password"
@@ -74,6 +75,12 @@ LAST_DEVICE_REQUIRED_MESSAGE = (
     "You cannot remove your only security key because {tenant} requires two-factor authentication. "
     "Add another security key first."
 )
+OPERATOR_LAST_DEVICE_MESSAGE = (
+    "You cannot remove your only security key because CPOMS platform operators must use two-factor "
+    "authentication. Add another security key first."
+)
+#: Operators' changes to the platform need a second factor given this recently (seconds).
+OPERATOR_FRESH_SECONDS = 15 * 60
 
 
 class InvalidCode(DomainError):
@@ -85,10 +92,30 @@ class InvalidCode(DomainError):
 
 def policy_covers(tenant: Tenant, membership: Membership | None) -> bool:
     """Whether `tenant`'s require_2fa policy applies to this member."""
-    if membership is None or not membership.active:
+    if membership is None or not membership.is_usable:
         return False
     policy = tenant.require_2fa or "off"
     return policy == "everyone" or (policy == "admins" and membership.role == "admin")
+
+
+def operator_requirement(account: Account, amr) -> str | None:
+    """What a platform operator must do before the platform pages: "enrol" a second factor first,
+    "verify" one in this sign-in, or None. Operators see every school, so a password never suffices."""
+    if not is_enrolled(account):
+        return "enrol"
+    if "otp" not in (amr or ()):
+        return "verify"
+    return None
+
+
+def must_keep_a_second_factor(account: Account) -> str | None:
+    """Why the account may not be left without a second factor (None when it may)."""
+    if account.is_operator and not account.retired:
+        return OPERATOR_LAST_DEVICE_MESSAGE
+    required_by = tenants_requiring(account)
+    if required_by:
+        return LAST_DEVICE_REQUIRED_MESSAGE.format(tenant=required_by[0].name)
+    return None
 
 
 def tenants_requiring(account: Account) -> list[Tenant]:
@@ -210,9 +237,10 @@ def start_enrolment(account: Account, name: str) -> MfaDevice:
     db.session.execute(
         delete(MfaDevice).where(MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_(None))
     )
-    device = MfaDevice(account_id=account.id, name=name[:100], secret_encrypted=_encrypt(pyotp.random_base32()))
+    check_length(name, MfaDevice.name, field="name", label="The name")
+    device = MfaDevice(account_id=account.id, name=name, secret_encrypted=_encrypt(pyotp.random_base32()))
     db.session.add(device)
-    db.session.commit()
+    db.session.flush()
     return device
 
 
@@ -257,7 +285,7 @@ def confirm_enrolment(
     device.last_used_step = step
     audit.record(audit.MFA_ENROLLED, tenant=tenant, actor=account, subject=account, ip=ip, device=device.name)
     codes = _replace_recovery_codes(account) if first or remaining_recovery_codes(account) == 0 else None
-    db.session.commit()
+    db.session.flush()
     return codes
 
 
@@ -266,9 +294,8 @@ def removal_refusal(account: Account, device: MfaDevice) -> str | None:
     the account requires 2FA for it."""
     if device.confirmed_at is None:
         return None
-    required_by = tenants_requiring(account)
-    if required_by and len(confirmed_devices(account)) <= 1:
-        return LAST_DEVICE_REQUIRED_MESSAGE.format(tenant=required_by[0].name)
+    if len(confirmed_devices(account)) <= 1:
+        return must_keep_a_second_factor(account)
     return None
 
 
@@ -281,7 +308,7 @@ def remove_device(
         raise NotFound("That security key does not exist.")
     if device.confirmed_at is None:
         db.session.delete(device)
-        db.session.commit()
+        db.session.flush()
         return
     refusal = removal_refusal(account, device)
     if refusal:
@@ -293,7 +320,7 @@ def remove_device(
         # No key left: 2FA is off for the account, and so are its recovery codes.
         db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
     audit.record(audit.MFA_REMOVED, tenant=tenant, actor=account, subject=account, ip=ip, device=device.name)
-    db.session.commit()
+    db.session.flush()
 
 
 def regenerate_recovery_codes(account: Account, code: str, *, tenant: Tenant | None, ip: str | None) -> list[str]:
@@ -302,22 +329,8 @@ def regenerate_recovery_codes(account: Account, code: str, *, tenant: Tenant | N
         raise NotAllowed("Set up a security key before creating recovery codes.")
     check_code(account, code, tenant=tenant, ip=ip, purpose="regenerate recovery codes")
     codes = _replace_recovery_codes(account)
-    db.session.commit()
+    db.session.flush()
     return codes
-
-
-def reset_second_factor(account: Account, *, actor: Account, tenant: Tenant, ip: str | None) -> None:
-    """An administrator of `tenant` removes every device and recovery code of a member (lost phone).
-    The member enrols again at their next sign-in where a policy requires it."""
-    if account.membership_in(tenant.id) is None:
-        raise NotFound("That person is not a member of this school.")
-    devices = db.session.scalar(select(func.count(MfaDevice.id)).where(MfaDevice.account_id == account.id))
-    db.session.execute(delete(MfaDevice).where(MfaDevice.account_id == account.id))
-    db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
-    MFA_PER_ACCOUNT.clear(str(account.id))
-    RECOVERY_PER_ACCOUNT.clear(str(account.id))
-    audit.record(audit.MFA_RESET, tenant=tenant, actor=actor, subject=account, ip=ip, devices=devices)
-    db.session.commit()
 
 
 # --- the second step -------------------------------------------------------------------------------------
@@ -406,7 +419,6 @@ def _use_totp(account: Account, code: str) -> str:
             .values(last_used_step=step)
             .execution_options(synchronize_session=False)
         ).rowcount
-        db.session.commit()
         if claimed == 1:
             return "ok"
         replayed = True
@@ -424,7 +436,6 @@ def _use_recovery_code(account: Account, code: str) -> bool:
         .values(used_at=clock.now())
         .execution_options(synchronize_session=False)
     ).rowcount
-    db.session.commit()
     return used == 1
 
 
@@ -441,13 +452,12 @@ def _replace_recovery_codes(account: Account) -> list[str]:
 def _succeeded(account, tenant, ip, purpose, method) -> None:
     audit.record(audit.MFA_SUCCEEDED, tenant=tenant, actor=account, subject=account, ip=ip, purpose=purpose,
                  method=method)
-    db.session.commit()
 
 
 def _failed(account, tenant, ip, purpose, reason) -> None:
     audit.record(audit.MFA_FAILED, tenant=tenant, actor=account, subject=account, outcome="failure", ip=ip,
                  purpose=purpose, reason=reason)
-    db.session.commit()
+    commit_now(because="a refused code is recorded though the page refuses it")
 
 
 # --- the pending second step (kept by the login view in the signed session cookie) ----------------------
@@ -476,6 +486,6 @@ def pending_account(marker: dict | None, tenant: Tenant) -> Account | None:
     if account is None or account.retired or account.session_epoch != marker.get("epoch"):
         return None
     membership = account.membership_in(tenant.id)
-    if membership is None or not membership.active:
+    if membership is None or not membership.is_usable:
         return None
     return account

@@ -11,7 +11,6 @@ from .. import audit
 from ..extensions import db
 from ..models import Account, Client, Tenant
 from ..oidc import registry
-from .service import revoke_tokens
 
 
 def list_clients(tenant: Tenant) -> list[Client]:
@@ -78,11 +77,10 @@ def rotate_application_secret(tenant: Tenant, client_id: str, *, actor: Account 
 def delete_application(tenant: Tenant, client_id: str, *, actor: Account | None, ip: str | None = None) -> None:
     """Delete a client; its live tokens are revoked first so nothing it issued keeps working."""
     client = registry.tenant_client(tenant, client_id)
-    # Revoked here first so the audit log names them; registry.delete_client ends the rest.
-    revoke_tokens(tenant, None, actor=actor, ip=ip, reason="client deleted", client_id=client.client_id)
-    audit.record(audit.CLIENT_DELETED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
-                 name=client.name)
-    registry.delete_client(client)
+    client_id, name = client.client_id, client.name
+    revoked = registry.delete_client(client)
+    audit.record(audit.CLIENT_DELETED, tenant=tenant, actor=actor, ip=ip, client_id=client_id, name=name,
+                 tokens_revoked=revoked)
 
 
 def create_initial_access_token(tenant: Tenant, *, actor: Account | None, ip: str | None = None) -> str:

@@ -9,11 +9,12 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-from ..accounts import directory
+from ..accounts import directory, lifecycle, providers
 from ..errors import DomainError, InvalidInput
 from ..mail import delivery
 from ..models import Account, Tenant
-from ..models.accounts import PROVIDERS, ROLES, normalise_email
+from ..models.accounts import ROLES, normalise_email
+from ..models.base import column_length
 from . import service
 
 COLUMNS = ("email", "name", "role", "provider")
@@ -87,10 +88,10 @@ def preview(tenant: Tenant, text: str) -> Preview:
             row.email = normalise_email(row.email)
         if row.role not in ROLES:
             row.errors.append("The role must be staff or admin")
-        if row.provider not in PROVIDERS:
+        if row.provider not in providers.KEYS:
             row.errors.append("The provider must be identity or sso")
-        if len(row.name) > 200:
-            row.errors.append("The name is longer than 200 characters")
+        if len(row.name) > column_length(Account.name):
+            row.errors.append(f"The name is longer than {column_length(Account.name)} characters")
         if row.errors:
             continue
         key = (row.provider, row.email)
@@ -98,7 +99,7 @@ def preview(tenant: Tenant, text: str) -> Preview:
             row.errors.append(f"Duplicate of line {seen[key]}")
             continue
         seen[key] = number
-        conflict = service.member_conflict(tenant, row.provider, row.email)
+        conflict = lifecycle.membership_conflict(tenant, row.provider, row.email)
         if conflict:
             row.errors.append(conflict)
     return Preview(rows, [])
@@ -106,7 +107,7 @@ def preview(tenant: Tenant, text: str) -> Preview:
 
 @dataclass
 class ImportResult:
-    added: list[service.AddedMember]
+    added: list[lifecycle.Joined]
 
     @property
     def count(self) -> int:
@@ -122,7 +123,7 @@ def import_members(tenant: Tenant, text: str, *, actor: Account | None, ip: str 
     for row in checked.rows:
         try:
             added.append(service.add_member(tenant, email=row.email, name=row.name, role=row.role,
-                                            provider=row.provider, actor=actor, ip=ip, invite=False))
+                                            provider=row.provider, actor=actor, ip=ip, mail=False))
         except DomainError as error:
             raise InvalidInput(f"Line {row.line}: {error.message}; nothing was imported") from None
     return ImportResult(added)
@@ -130,11 +131,8 @@ def import_members(tenant: Tenant, text: str, *, actor: Account | None, ip: str 
 
 def send_invitations(tenant: Tenant, result: ImportResult, *, actor: Account | None = None,
                      ip: str | None = None) -> int:
-    """After the import is committed: invite every new account that has no password yet."""
-    sent = 0
+    """After the import: a first-time link to every new account, an acceptance link to every
+    existing SSO account the school added. Returns how many mails were sent."""
+    authority = service.authority(tenant, actor, ip)
     with delivery.batch():
-        for added in result.added:
-            if not added.member.account.has_password:
-                ok, _ = service.invite_account(added.member.account, tenant, actor=actor, ip=ip)
-                sent += ok
-    return sent
+        return sum(lifecycle.send_welcome(joined, tenant, authority).mailed for joined in result.added)

@@ -16,10 +16,15 @@ from wtforms import (
 )
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
-from ..models.accounts import PROVIDER_NAMES
+from ..accounts import providers
+from ..models import Account, Client, Tenant
+from ..models.accounts import ROLE_NAMES
+from ..models.base import column_length
 
-ROLE_CHOICES = [SelectChoice("staff", "Staff"), SelectChoice("admin", "Administrator")]
-PROVIDER_CHOICES = [SelectChoice(provider, PROVIDER_NAMES[provider]) for provider in ("identity", "sso")]
+ROLE_CHOICES = [SelectChoice(role, label) for role, label in ROLE_NAMES.items()]
+PROVIDER_CHOICES = [SelectChoice(provider.key, provider.name) for provider in providers.ALL]
+EMAIL_MAX = column_length(Account.email)
+NAME_MAX = column_length(Account.name)
 
 
 class MemberFilterForm(FlaskForm):
@@ -28,15 +33,15 @@ class MemberFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    q = StringField("Search by name or email", validators=[Optional(), Length(max=320)])
+    q = StringField("Search by name or email", validators=[Optional(), Length(max=EMAIL_MAX)])
     provider = SelectField("Authentication provider", choices=[SelectChoice("", "Any provider"), *PROVIDER_CHOICES],
                            validators=[Optional()])
     role = SelectField("Role", choices=[SelectChoice("", "Any role"), *ROLE_CHOICES], validators=[Optional()])
 
 
 class MemberForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired("Enter the user's name"), Length(max=200)])
-    email = EmailField("Email address", validators=[DataRequired("Enter the user's email address"), Length(max=320)],
+    name = StringField("Name", validators=[DataRequired("Enter the user's name"), Length(max=NAME_MAX)])
+    email = EmailField("Email address", validators=[DataRequired("Enter the user's email address"), Length(max=EMAIL_MAX)],
                        render_kw={"spellcheck": "false", "autocomplete": "off"})
     role = RadioField("Role", choices=ROLE_CHOICES, validators=[DataRequired("Choose a role")])
     active = RadioField("Access", choices=[SelectChoice("yes", "Active"), SelectChoice("no", "Deactivated")],
@@ -44,9 +49,9 @@ class MemberForm(FlaskForm):
 
 
 class AddMemberForm(FlaskForm):
-    email = EmailField("Email address", validators=[DataRequired("Enter the user's email address"), Length(max=320)],
+    email = EmailField("Email address", validators=[DataRequired("Enter the user's email address"), Length(max=EMAIL_MAX)],
                        render_kw={"spellcheck": "false", "autocomplete": "off"})
-    name = StringField("Name", validators=[DataRequired("Enter the user's name"), Length(max=200)])
+    name = StringField("Name", validators=[DataRequired("Enter the user's name"), Length(max=NAME_MAX)])
     role = RadioField("Role", choices=ROLE_CHOICES, default="staff", validators=[DataRequired("Choose a role")])
     provider = RadioField("Authentication provider", choices=PROVIDER_CHOICES, default="identity",
                           validators=[DataRequired("Choose an authentication provider")])
@@ -72,7 +77,7 @@ class ImportConfirmForm(FlaskForm):
 
 class ClientForm(FlaskForm):
     name = StringField("Application name", validators=[DataRequired("Enter the application's name"),
-                                                       Length(max=200)])
+                                                       Length(max=column_length(Client.name))])
     redirect_uris = TextAreaField("Redirect URIs", validators=[DataRequired("Enter at least one redirect URI"),
                                                                Length(max=20000)])
     post_logout_redirect_uris = TextAreaField("Post-logout redirect URIs", validators=[Optional(),
@@ -93,17 +98,19 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    user = StringField("User's email address", validators=[Optional(), Length(max=320)])
+    user = StringField("User's email address", validators=[Optional(), Length(max=EMAIL_MAX)])
     event = SelectField("Event", validators=[Optional()])
 
 
 class TenantForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired("Enter the school's name"), Length(max=200)])
+    name = StringField("Name", validators=[DataRequired("Enter the school's name"),
+                                           Length(max=column_length(Tenant.name))])
     product = RadioField("Product",
                          choices=[SelectChoice("cpoms", "CPOMS"), SelectChoice("staffsafe", "CPOMS StaffSafe")],
                          default="cpoms", validators=[DataRequired("Choose a product")])
     timezone = StringField("Timezone", default="Europe/London",
-                           validators=[DataRequired("Enter an IANA timezone such as Europe/London"), Length(max=64)])
+                           validators=[DataRequired("Enter an IANA timezone such as Europe/London"),
+                                       Length(max=column_length(Tenant.timezone))])
     require_2fa = RadioField("Two-step verification",
                              choices=[SelectChoice("off", "Not required"),
                                       SelectChoice("admins", "Required for administrators"),
@@ -114,4 +121,4 @@ class TenantForm(FlaskForm):
 
 class NewTenantForm(TenantForm):
     slug = StringField("Slug (the login address /t/<slug>/login)",
-                       validators=[DataRequired("Enter the slug"), Length(max=63)])
+                       validators=[DataRequired("Enter the slug"), Length(max=column_length(Tenant.slug))])

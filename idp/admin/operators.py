@@ -20,6 +20,12 @@ def require_operator(account: Account | None) -> Account:
     return account
 
 
+def home_tenant(account: Account) -> Tenant | None:
+    """The school whose pages an operator's sign-in steps (second factor, enrolment) are shown in."""
+    usable = sorted((m for m in account.memberships if m.is_usable), key=lambda m: m.id)
+    return usable[0].tenant if usable else None
+
+
 @dataclass
 class TenantSummary:
     tenant: Tenant

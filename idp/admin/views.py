@@ -70,6 +70,9 @@ def tenant_admin(view):
 
 
 def operator_only(view):
+    """Signed in as a platform operator, with a second factor in this sign-in (enrolled on the first
+    visit if need be); a change (POST) also needs one given in the last OPERATOR_FRESH_SECONDS."""
+
     @functools.wraps(view)
     def wrapper(**kwargs):
         signed_in = session.current_sign_in()
@@ -78,9 +81,18 @@ def operator_only(view):
         except NotAllowed as refusal:
             hint = "" if signed_in else " Sign in through a CPOMS login page you belong to, then come back."
             abort(403, description=refusal.message + hint)
-        if mfa.sign_in_requirement(signed_in.account, None, signed_in.amr) is not None:
-            # An operator with an authenticator must have used it for this sign-in.
-            abort(403, description="Sign in again with two-step verification to manage tenants.")
+        home = operators.home_tenant(signed_in.account)
+        if home is None:
+            abort(403, description="Your operator account has no school to sign in through. Ask CPOMS support.")
+        # Every platform form posts to the page that shows it, so after the second step the person
+        # comes back to the form (and sends it again).
+        here = request.full_path.rstrip("?")
+        requirement = mfa.operator_requirement(signed_in.account, signed_in.amr)
+        if requirement is not None:
+            return second_factor_redirect(requirement, home, here)
+        if request.method == "POST" and not signed_in.second_factor_within(mfa.OPERATOR_FRESH_SECONDS):
+            # A platform change (every school's settings) asks for the second factor again.
+            return second_factor_redirect("verify", home, here, again=True)
         g.actor = signed_in.account
         return view(signed_in.account, **kwargs)
 
@@ -131,7 +143,7 @@ def users(tenant, actor):
         page=request.args.get("page", 1),
     )
     return render_template("admin/users.html", tenant=tenant, form=form, page=page, page_args=_page_args,
-                           section="users")
+                           section="users", notice=request.args.get("done"))
 
 
 @bp.route("/t/<slug>/admin/users/new", methods=["GET", "POST"])
@@ -145,7 +157,6 @@ def add_user(tenant, actor):
         except DomainError as error:
             _field_error(form, error)
         else:
-            db.session.commit()
             return render_template("admin/user_added.html", tenant=tenant, added=added, section="users")
     return render_template("admin/user_new.html", tenant=tenant, form=form, section="users")
 
@@ -163,9 +174,9 @@ def _profile(tenant, member, form=None, provider_form=None, problem=None, status
         form=form,
         provider_form=provider_form,
         action_form=ActionForm(),
-        shared_sso=service.is_shared_sso_account(member.account, tenant),
+        changeable=service.changeable(tenant, member, g.actor),
         second_factor=service.second_factor_status(member.account),
-        link=service.password_link_status(tenant, member.account),
+        link=service.password_link_status(tenant, member),
         notice=request.args.get("done"),
         problem=problem,
         section="users",
@@ -189,7 +200,6 @@ def user(tenant, actor, member_id):
             _field_error(form, error)
             member = service.get_member(tenant, member_id)
         else:
-            db.session.commit()
             done = "deactivated" if was_active and form.active.data == "no" else "saved"
             return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done=done))
     return _profile(tenant, member, form=form, status=400)
@@ -207,8 +217,8 @@ def user_provider(tenant, actor, member_id):
             _field_error(form, error)
             member = service.get_member(tenant, member_id)
         else:
-            db.session.commit()
-            return redirect(url_for("admin.user", slug=tenant.slug, member_id=moved.member.id, done="provider"))
+            done = "provider_pending" if moved.pending else "provider"
+            return redirect(url_for("admin.user", slug=tenant.slug, member_id=moved.membership.id, done=done))
     return _profile(tenant, member, provider_form=form, status=400)
 
 
@@ -219,7 +229,6 @@ def user_reset_2fa(tenant, actor, member_id):
     if not ActionForm().validate_on_submit():
         abort(400)
     service.reset_second_factor(tenant, member.id, actor=actor, ip=client_ip())
-    db.session.commit()
     return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done="2fa"))
 
 
@@ -236,8 +245,18 @@ def user_send_link(tenant, actor, member_id):
             raise
         db.session.rollback()
         return _profile(tenant, service.get_member(tenant, member_id), problem=error.message, status=error.status_code)
-    db.session.commit()
-    return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done="link"))
+    done = "join_link" if member.membership.is_pending else "link"
+    return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done=done))
+
+
+@bp.route("/t/<slug>/admin/users/<int:member_id>/withdraw", methods=["POST"])
+@tenant_admin
+def user_withdraw(tenant, actor, member_id):
+    member = service.get_member(tenant, member_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    service.withdraw_invitation(tenant, member.id, actor=actor, ip=client_ip())
+    return redirect(url_for("admin.users", slug=tenant.slug, done="withdrawn"))
 
 
 @bp.route("/t/<slug>/admin/users/import", methods=["GET", "POST"])
@@ -277,9 +296,7 @@ def import_confirm(tenant, actor):
         return render_template("admin/import.html", tenant=tenant, form=ImportUploadForm(formdata=None),
                                preview=preview, confirm_form=ImportConfirmForm(formdata=None, content=content),
                                section="users"), 400
-    db.session.commit()
     invited = csv_import.send_invitations(tenant, result, actor=actor, ip=client_ip())
-    db.session.commit()
     return render_template("admin/import_done.html", tenant=tenant, result=result, invited=invited,
                            section="users")
 
@@ -306,7 +323,6 @@ def add_application(tenant, actor):
         except DomainError as error:
             _field_error(form, error)
         else:
-            db.session.commit()
             # Rendered straight from the POST: the secret is never put in a URL, a session or a log.
             return render_template("admin/application_secret.html", tenant=tenant, client=registered.client,
                                    secret=registered.client_secret, created=True, section="applications")
@@ -338,7 +354,6 @@ def application(tenant, actor, client_id):
             _field_error(form, error)
             client = registry.tenant_client(tenant, client_id)
         else:
-            db.session.commit()
             return redirect(url_for("admin.application", slug=tenant.slug, client_id=client.client_id,
                                     done="saved"))
     return _application_page(tenant, client, form), 400
@@ -356,7 +371,6 @@ def rotate_application_secret(tenant, actor, client_id):
     if not ActionForm().validate_on_submit():
         abort(400)
     secret = applications.rotate_application_secret(tenant, client.client_id, actor=actor, ip=client_ip())
-    db.session.commit()
     return render_template("admin/application_secret.html", tenant=tenant, client=client, secret=secret,
                            created=False, section="applications")
 
@@ -369,7 +383,6 @@ def delete_application(tenant, actor, client_id):
     if form.validate_on_submit():
         name = client.name
         applications.delete_application(tenant, client.client_id, actor=actor, ip=client_ip())
-        db.session.commit()
         return render_template("admin/application_deleted.html", tenant=tenant, name=name,
                                section="applications")
     return render_template("admin/application_delete.html", tenant=tenant, client=client, form=form,
@@ -382,7 +395,6 @@ def create_initial_access_token(tenant, actor):
     if not ActionForm().validate_on_submit():
         abort(400)
     token = applications.create_initial_access_token(tenant, actor=actor, ip=client_ip())
-    db.session.commit()
     return render_template("admin/initial_access_token.html", tenant=tenant, token=token, section="applications")
 
 
@@ -430,7 +442,6 @@ def add_tenant(actor):
         except DomainError as error:
             _field_error(form, error)
         else:
-            db.session.commit()
             return redirect(url_for("admin.tenants", done="created"))
     return render_template("admin/operators/tenant_form.html", form=form, editing=None, operator_section="tenants")
 
@@ -450,7 +461,6 @@ def edit_tenant(actor, tenant_slug):
         except DomainError as error:
             _field_error(form, error)
         else:
-            db.session.commit()
             return redirect(url_for("admin.tenants", done="saved"))
     return render_template("admin/operators/tenant_form.html", form=form, editing=tenant,
                            operator_section="tenants")

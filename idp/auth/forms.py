@@ -4,11 +4,15 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField
 from wtforms.validators import AnyOf, DataRequired, Length
 
+from ..accounts import providers
+from ..models import Account
+from ..models.base import column_length
+
 
 class LoginForm(FlaskForm):
     email = EmailField(
         "Email address",
-        validators=[DataRequired("Enter your email address"), Length(max=320)],
+        validators=[DataRequired("Enter your email address"), Length(max=column_length(Account.email))],
         render_kw={"autocomplete": "username", "spellcheck": "false"},
     )
     password = PasswordField(
@@ -16,5 +20,5 @@ class LoginForm(FlaskForm):
         validators=[DataRequired("Enter your password"), Length(max=1024)],
         render_kw={"autocomplete": "current-password"},
     )
-    provider = HiddenField(validators=[AnyOf(("identity", "sso"), message="Choose an authentication provider")])
+    provider = HiddenField(validators=[AnyOf(providers.KEYS, message="Choose an authentication provider")])
     next = HiddenField()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from .. import audit
 from ..accounts import directory, passwords
 from ..errors import DomainError, RateLimited
-from ..extensions import db
 from ..models import Account, Tenant, normalise_email
-from ..ratelimits import LOGIN_PER_ACCOUNT, LOGIN_PER_IP
+from ..ratelimits import LOGIN_PACE, LOGIN_PER_ACCOUNT, LOGIN_PER_ACCOUNT_IP, LOGIN_PER_IP
+from ..transactions import commit_now
 
 #: The product's documented message (help page): shown verbatim for every failure.
 LOGIN_FAILED_MESSAGE = "Your email address or password was incorrect"
@@ -15,9 +15,18 @@ LOGIN_THROTTLED_MESSAGE = (
     "Too many unsuccessful sign-in attempts. Please wait a few minutes and try again, "
     "or use 'Forgotten your password or using CPOMS for the first time?' to set a new password."
 )
+LOGIN_PACED_MESSAGE = (
+    "There have been many unsuccessful attempts to sign in with this email address, so each attempt "
+    "must now wait a minute. Please wait a minute and try again."
+)
 NOT_A_MEMBER_MESSAGE = (
     "You are signed in as {email}, which does not have access to {tenant}. "
     "Sign in with the account this school gave you."
+)
+NOT_ACCEPTED_MESSAGE = (
+    "{tenant} has added your account, but you have not accepted yet. Open the link in the email we sent "
+    "to {email} (check your junk, clutter and 'Other' folders too), or ask your school's CPOMS "
+    "Administrator to send it again."
 )
 
 
@@ -28,37 +37,60 @@ class LoginFailed(DomainError):
         super().__init__(LOGIN_FAILED_MESSAGE)
 
 
+class NotAccepted(DomainError):
+    """The password was right, but the person has not accepted this school's membership yet."""
+
+    status_code = 403
+
+    def __init__(self, account: Account, tenant: Tenant):
+        super().__init__(NOT_ACCEPTED_MESSAGE.format(tenant=tenant.name, email=account.email))
+
+
 def authenticate(tenant: Tenant, provider: str, email: str, password: str, *, ip: str | None) -> Account:
-    """The account signing in, or LoginFailed / RateLimited.
+    """The account signing in, or LoginFailed / RateLimited / NotAccepted.
 
     Unknown accounts, wrong passwords, invited accounts with no password yet and
     deactivated members all fail alike, after the same argon2 work."""
     email = normalise_email(email)
     account_key = _throttle_key(tenant, provider, email)
-    if LOGIN_PER_ACCOUNT.is_blocked(*account_key) or LOGIN_PER_IP.is_blocked(ip or "unknown"):
-        audit.record(audit.LOGIN_THROTTLED, tenant=tenant, outcome="refused", ip=ip, provider=provider, email=email)
-        db.session.commit()
+    address = ip or "unknown"
+    if LOGIN_PER_ACCOUNT_IP.is_blocked(*account_key, address) or LOGIN_PER_IP.is_blocked(address):
+        _refused(audit.LOGIN_THROTTLED, tenant, provider, email, ip, reason="locked for this address")
         raise RateLimited(LOGIN_THROTTLED_MESSAGE)
+    if LOGIN_PER_ACCOUNT.is_blocked(*account_key):
+        # Past the account's ceiling every attempt, from any address, waits its turn.
+        if LOGIN_PACE.is_blocked(*account_key):
+            _refused(audit.LOGIN_THROTTLED, tenant, provider, email, ip, reason="slowed: many failures")
+            raise RateLimited(LOGIN_PACED_MESSAGE)
+        LOGIN_PACE.hit(*account_key)
 
-    account = directory.find_account(tenant, provider, email) if provider in ("identity", "sso") else None
+    account = directory.find_account(tenant, provider, email)
     password_ok = passwords.verify_password(account.password_hash if account else None, password)
-    member = directory.active_membership(account, tenant) if account is not None else None
+    membership = account.membership_in(tenant.id) if account is not None else None
+    member = directory.active_membership(account, tenant)
 
     if not (account and password_ok and member):
+        if account and password_ok and membership is not None and membership.active and membership.is_pending:
+            _refused(audit.LOGIN_FAILED, tenant, provider, email, ip, subject=account, reason="not accepted yet")
+            raise NotAccepted(account, tenant)
+        LOGIN_PER_ACCOUNT_IP.hit(*account_key, address)
+        LOGIN_PER_IP.hit(address)
         LOGIN_PER_ACCOUNT.hit(*account_key)
-        LOGIN_PER_IP.hit(ip or "unknown")
         reason = "unknown account" if account is None else ("deactivated" if password_ok else "bad password")
-        audit.record(
-            audit.LOGIN_FAILED, tenant=tenant, subject=account, outcome="failure", ip=ip,
-            provider=provider, email=email, reason=reason,
-        )
-        db.session.commit()
+        _refused(audit.LOGIN_FAILED, tenant, provider, email, ip, subject=account, reason=reason)
         raise LoginFailed()
 
     if passwords.needs_rehash(account.password_hash):
         directory.set_password_hash(account, passwords.hash_password(password))
-    LOGIN_PER_ACCOUNT.clear(*account_key)
+    forget_failed_logins(account, tenant, ip=ip)
     return account
+
+
+def _refused(event: str, tenant: Tenant, provider: str, email: str, ip: str | None, *, subject=None,
+             reason: str) -> None:
+    audit.record(event, tenant=tenant, subject=subject, outcome="refused" if event == audit.LOGIN_THROTTLED
+                 else "failure", ip=ip, provider=provider, email=email, reason=reason)
+    commit_now(because="a refused sign-in is recorded though the page refuses it")
 
 
 def _throttle_key(tenant: Tenant, provider: str, email: str) -> tuple[str, ...]:
@@ -68,11 +100,15 @@ def _throttle_key(tenant: Tenant, provider: str, email: str) -> tuple[str, ...]:
     return ("sso", email) if provider == "sso" else (tenant.slug, provider, email)
 
 
-def forget_failed_logins(account: Account, tenant: Tenant) -> None:
-    """The locked-out message sends people to set a new password: once they have, let them in."""
-    LOGIN_PER_ACCOUNT.clear(*_throttle_key(tenant, account.provider, account.email))
+def forget_failed_logins(account: Account, tenant: Tenant, *, ip: str | None = None) -> None:
+    """A correct password, or a password set through a link (the locked-out message sends people
+    there): the account's failures are forgotten (from `ip`'s address too, when given)."""
+    key = _throttle_key(tenant, account.provider, account.email)
+    LOGIN_PER_ACCOUNT.clear(*key)
+    LOGIN_PACE.clear(*key)
+    if ip is not None:
+        LOGIN_PER_ACCOUNT_IP.clear(*key, ip)
 
 
 def record_sign_in(account: Account, tenant: Tenant, provider: str, amr: list[str], *, ip: str | None) -> None:
     audit.record(audit.LOGIN_SUCCEEDED, tenant=tenant, actor=account, subject=account, ip=ip, provider=provider, amr=amr)
-    db.session.commit()

@@ -19,6 +19,8 @@ from ..models import Account
 
 AMR_KEY = "amr"
 AUTH_TIME_KEY = "auth_time"
+#: When this sign-in last gave a second factor (the step-up freshness operators' changes need).
+SECOND_FACTOR_AT_KEY = "second_factor_at"
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,15 @@ class SignIn:
     account: Account
     auth_time: int
     amr: tuple[str, ...]
+    second_factor_at: int | None = None
 
     @property
     def has_second_factor(self) -> bool:
         return "otp" in self.amr
+
+    def second_factor_within(self, seconds: int) -> bool:
+        """Whether a second factor was given in the last `seconds` (a fresh confirmation)."""
+        return self.second_factor_at is not None and clock.timestamp() - self.second_factor_at <= seconds
 
     @property
     def account_id(self) -> int:
@@ -88,12 +95,15 @@ def sign_in(account: Account, amr: list[str]) -> SignIn:
     session.permanent = True
     session[AUTH_TIME_KEY] = clock.timestamp()
     session[AMR_KEY] = list(dict.fromkeys(amr))
+    if "otp" in amr:
+        session[SECOND_FACTOR_AT_KEY] = clock.timestamp()
     return current_sign_in()
 
 
 def add_factors(amr: list[str]) -> None:
     """Step-up: record extra factors without moving auth_time (OIDC Core 2: auth_time is the original)."""
     session[AMR_KEY] = list(dict.fromkeys(list(session.get(AMR_KEY, [])) + amr))
+    session[SECOND_FACTOR_AT_KEY] = clock.timestamp()
 
 
 def current_sign_in() -> SignIn | None:
@@ -106,7 +116,8 @@ def current_sign_in() -> SignIn | None:
     if _expired(auth_time):
         sign_out()
         return None
-    return SignIn(account=current_user._get_current_object(), auth_time=auth_time, amr=tuple(session.get(AMR_KEY, [])))
+    return SignIn(account=current_user._get_current_object(), auth_time=auth_time, amr=tuple(session.get(AMR_KEY, [])),
+                  second_factor_at=session.get(SECOND_FACTOR_AT_KEY))
 
 
 def claimed_sign_in() -> ClaimedSignIn | None:

@@ -21,15 +21,15 @@ def login(slug: str):
     form = LoginForm()
     provider, has_sso = directory.page_provider(tenant, form.provider.data or request.args.get("provider"))
     next_url = safe_next(form.next.data or request.args.get("next"))
-    error = None
+    error, status = None, 200
 
     if form.validate_on_submit():
         try:
             account = service.authenticate(tenant, provider, form.email.data, form.password.data, ip=client_ip())
-        except service.LoginFailed as failure:
+        except (service.LoginFailed, service.NotAccepted) as failure:
             error = failure.message
         except RateLimited as limited:
-            error = limited.message
+            error, status = limited.message, 429
         else:
             return after_password(account, tenant, provider, next_url)
 
@@ -42,7 +42,6 @@ def login(slug: str):
     signed_in = session.current_sign_in()
     if request.args.get("reason") == "not_member" and signed_in is not None:
         notice = service.NOT_A_MEMBER_MESSAGE.format(email=signed_in.account.email, tenant=tenant.name)
-    status = 200 if error is None else (429 if error == service.LOGIN_THROTTLED_MESSAGE else 200)
     return (
         render_template(
             "auth/login.html",
@@ -77,10 +76,11 @@ def after_password(account, tenant, provider: str, next_url: str | None):
     return redirect(onward)
 
 
-def second_factor_redirect(requirement: str, tenant, next_url: str):
-    """Where a sign-in goes to meet `mfa.sign_in_requirement`: the code page, or enrolment."""
+def second_factor_redirect(requirement: str, tenant, next_url: str, *, again: bool = False):
+    """Where a sign-in goes to meet `mfa.sign_in_requirement`: the code page, or enrolment.
+    `again` asks for a code even where this sign-in already gave one (a fresh confirmation)."""
     if requirement == "verify":
-        return redirect(url_for("auth.second_factor", slug=tenant.slug, next=next_url))
+        return redirect(url_for("auth.second_factor", slug=tenant.slug, next=next_url, again=1 if again else None))
     return redirect(url_for("account_settings.security", tenant=tenant.slug, next=next_url))
 
 
@@ -123,7 +123,7 @@ def second_factor(slug: str):
         if signed_in is None or directory.active_membership(signed_in.account, tenant) is None:
             return redirect(url_for("auth.login", slug=slug, next=next_url))
         account = signed_in.account
-        if signed_in.has_second_factor:
+        if signed_in.has_second_factor and not request.args.get("again"):
             return redirect(next_url or url_for("auth.home", slug=slug))
         if not account.mfa_enrolled:
             return redirect(url_for("account_settings.security", tenant=slug, next=next_url))
@@ -152,6 +152,7 @@ def second_factor(slug: str):
         render_template(
             "auth/second_factor.html", tenant=tenant, form=form, error=error, account=account,
             step_up=signed_in is not None, next_url=next_url if signed_in is not None else None,
+            again=bool(request.args.get("again")) and signed_in is not None,
         ),
         status,
     )

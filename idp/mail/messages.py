@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 
 from flask import current_app, render_template
 
-from ..models.accounts import PROVIDER_NAMES
+from ..accounts import providers
+from ..models.accounts import ROLE_NAMES
 
 
 def render_message(template: str, *, to: str, **context) -> EmailMessage:
@@ -35,7 +36,7 @@ def _password_link_context(*, email: str, name: str, provider: str, tenant, link
     return dict(
         email=email,
         name=name if name and name != email else "",
-        provider_name=PROVIDER_NAMES.get(provider, provider),
+        provider_name=providers.name(provider),
         provider=provider,
         school=tenant.name,
         product=tenant.product_name,
@@ -61,17 +62,43 @@ def login_url(tenant, provider: str) -> str:
     return f"{issuer}/t/{tenant.slug}/login?{urlencode({'provider': provider})}"
 
 
-def provider_changed(*, account, tenant, provider: str) -> EmailMessage:
+def join_invitation(*, role: str, **kwargs) -> EmailMessage:
+    """"A school added you": an existing account was added to another school, which it can use
+    once the person accepts through the link."""
+    return render_message("join_invitation", to=kwargs["email"], role_name=ROLE_NAMES.get(role, role),
+                          **_password_link_context(**kwargs))
+
+
+def _person(account) -> dict:
+    return dict(name=account.name if account.name and account.name != account.email else "", email=account.email)
+
+
+def provider_changed(*, account, tenant, provider: str, waiting_to_accept: bool = False) -> EmailMessage:
     """"Use this login from now on": an admin moved the person to another provider."""
     return render_message(
         "provider_changed",
         to=account.email,
-        name=account.name if account.name and account.name != account.email else "",
-        email=account.email,
+        **_person(account),
         school=tenant.name,
         product=tenant.product_name,
         provider=provider,
-        provider_name=PROVIDER_NAMES[provider],
+        provider_name=providers.name(provider),
         login_url=login_url(tenant, provider),
         has_password=account.has_password,
+        waiting_to_accept=waiting_to_accept,
+    )
+
+
+def email_changed(*, account, tenant, old_email: str) -> EmailMessage:
+    """To the old address: the account's email address was changed by someone else (its password
+    and second factors went with it)."""
+    return render_message(
+        "email_changed",
+        to=old_email,
+        **_person(account),
+        old_email=old_email,
+        new_email=account.email,
+        school=tenant.name,
+        product=tenant.product_name,
+        provider_name=providers.name(account.provider),
     )

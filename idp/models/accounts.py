@@ -6,16 +6,17 @@ import uuid
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, and_, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock
+from ..accounts import providers
 from ..extensions import db
 from .base import UTCDateTime
 
-PROVIDERS = ("identity", "sso")
-PROVIDER_NAMES = {"identity": "CPOMS Identity", "sso": "CPOMS SSO"}
+PROVIDERS = providers.KEYS
 ROLES = ("staff", "admin")
+ROLE_NAMES = {"staff": "Staff", "admin": "Administrator"}
 
 
 def normalise_email(email: str) -> str:
@@ -59,6 +60,9 @@ class Account(db.Model, UserMixin):
     #: NULL until the person sets a password (an invited account).
     password_hash: Mapped[str | None] = mapped_column(String(200))
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the person last proved they receive mail at `email` (used a link sent to it); NULL until
+    #: then, and again after anyone else changes the address. The `email_verified` claim.
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Bumped to end every browser session of the account (password change, deactivation).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     #: A local account retired by moving its person to SSO; it can no longer sign in.
@@ -74,6 +78,10 @@ class Account(db.Model, UserMixin):
     @property
     def has_password(self) -> bool:
         return self.password_hash is not None
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
     def membership_in(self, tenant_id: int) -> "Membership | None":
         for membership in self.memberships:
@@ -105,7 +113,11 @@ class Membership(db.Model):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     role: Mapped[str] = mapped_column(String(10), default="staff")
+    #: The school's switch: a deactivated member cannot use the school.
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The person's side: NULL while a school that added an existing SSO account waits for the
+    #: person to accept (a link mailed to them). A pending membership grants nothing.
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     account = relationship("Account", back_populates="memberships")
@@ -114,6 +126,20 @@ class Membership(db.Model):
     @property
     def roles(self) -> list[str]:
         return [self.role]
+
+    @property
+    def is_pending(self) -> bool:
+        return self.accepted_at is None
+
+    @property
+    def is_usable(self) -> bool:
+        """Whether the member may use the school now: the school allows it and the person accepted."""
+        return bool(self.active) and self.accepted_at is not None
+
+    @classmethod
+    def usable(cls):
+        """`is_usable` as SQL, for statements that decide without loading the row."""
+        return and_(cls.active.is_(True), cls.accepted_at.is_not(None))
 
 
 class PasswordHistory(db.Model):

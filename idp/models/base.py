@@ -41,3 +41,19 @@ def secret_matches(value: str, stored_hash: str | None) -> bool:
 def new_secret(nbytes: int = 32) -> str:
     """A URL-safe random secret; 32 bytes = 256 bits."""
     return secrets.token_urlsafe(nbytes)
+
+
+def column_length(column) -> int:
+    """The most characters `column` (a String column attribute) holds: forms, services and
+    registration all take their length limits from here, so both databases refuse alike."""
+    return column.property.columns[0].type.length
+
+
+def check_length(value: str | None, column, *, field: str, label: str) -> str:
+    """`value` if it fits `column`, else InvalidInput naming `field` ("Name must be 200 characters or fewer")."""
+    from ..errors import InvalidInput
+
+    limit = column_length(column)
+    if value is not None and len(value) > limit:
+        raise InvalidInput(f"{label} must be {limit} characters or fewer", field=field)
+    return value

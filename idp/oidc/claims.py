@@ -32,8 +32,9 @@ def profile_claims(account, scope: str) -> UserInfo:
         info["name"] = account.name
     if "email" in scopes:
         info["email"] = account.email
-        # Only people the school added sign in, and reset links prove the address.
-        info["email_verified"] = True
+        # True only once the person used a link mailed to this address; a change by anyone else
+        # makes it false again (accounts.lifecycle).
+        info["email_verified"] = account.email_verified
     return info
 
 

@@ -14,6 +14,7 @@ from flask import request as flask_request
 
 from .. import clock
 from ..accounts import directory
+from ..transactions import commit_now
 from ..web import client_ip
 from . import claims, keys, tokens
 
@@ -74,6 +75,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise InvalidGrantError("The authorization code has already been used.")
         account = authorization_code.account
         if directory.active_membership(account, self.request.client.tenant) is None:
+            commit_now(because="the code stays spent although the exchange is refused")
             raise InvalidGrantError("The account is no longer a member of this application's school.")
         return account
 
@@ -192,7 +194,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidGrantError("The refresh token has already been used.")
         account = refresh_token.account
         if directory.active_membership(account, self.request.client.tenant) is None:
-            tokens.revoke_family(refresh_token.family_id)
+            tokens.revoke(family_id=refresh_token.family_id)
+            commit_now(because="the family's revocation outlives the refusal")
             raise InvalidGrantError("The account is no longer a member of this application's school.")
         return account
 

@@ -26,6 +26,7 @@ from .. import clock
 from ..errors import Conflict
 from ..extensions import db
 from ..models import SigningKey
+from ..transactions import commit_now
 
 ALG = "RS256"
 KEY_SIZE = 2048
@@ -139,7 +140,7 @@ def _create_first_key() -> None:
     kid, private = _new_rsa_key()
     db.session.add(SigningKey(id=1, kid=kid, alg=ALG, private_jwk=private, created_at=clock.now()))
     try:
-        db.session.commit()
+        commit_now(because="every worker must sign with the one first key, whatever this request does next")
     except IntegrityError:
         db.session.rollback()
 
@@ -159,7 +160,7 @@ def rotate_signing_key() -> SigningKey:
     key = SigningKey(id=next_id, kid=kid, alg=ALG, private_jwk=private, created_at=now)
     db.session.add(key)
     try:
-        db.session.commit()
+        commit_now(because="a concurrent rotation must fail here, not at the boundary")
     except IntegrityError:
         db.session.rollback()
         raise Conflict("Another key rotation finished at the same moment; run the command again") from None

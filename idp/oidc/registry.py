@@ -10,17 +10,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from flask import current_app
 
 from .. import clock
 from ..errors import InvalidInput, NotFound
 from ..extensions import db
-from ..models import AuthorizationCode, Client, InitialAccessToken, Tenant, Token
-from ..models.base import hash_secret, new_secret
+from ..models import AuthorizationCode, Client, InitialAccessToken, Tenant
+from ..models.base import check_length, hash_secret, new_secret
+from . import tokens
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+#: How many redirect URIs (or post-logout redirect URIs) one client may register.
+MAX_URIS = 20
 #: How long an initial access token (RFC 7591 3) may be used to register a client.
 INITIAL_ACCESS_TOKEN_TTL = timedelta(days=7)
 #: Where the OIDC server keeps its per-process copies of clients (see server.query_client).
@@ -35,7 +38,9 @@ class RegisteredClient:
 
 
 def validate_redirect_uri(uri: str, *, what: str = "redirect URI", field: str = "redirect_uris") -> str:
-    uri = (uri or "").strip()
+    uri = (uri or "").strip() if isinstance(uri, str) else ""
+    # A code keeps the URI it was issued for: a registered one must fit that column.
+    check_length(uri, AuthorizationCode.redirect_uri, field=field, label=f"Each {what}")
     parts = urlsplit(uri)
     if not parts.scheme or not parts.netloc:
         raise InvalidInput(f"The {what} {uri!r} must be an absolute URL", field=field)
@@ -46,6 +51,22 @@ def validate_redirect_uri(uri: str, *, what: str = "redirect URI", field: str = 
     if parts.scheme not in ("http", "https"):
         raise InvalidInput(f"The {what} {uri!r} must use https", field=field)
     return uri
+
+
+def _uris(values, *, what: str, field: str, required: bool) -> list[str]:
+    values = list(values or [])
+    if required and not values:
+        raise InvalidInput(f"A client needs at least one {what}", field=field)
+    if len(values) > MAX_URIS:
+        raise InvalidInput(f"A client can register at most {MAX_URIS} {what}s", field=field)
+    return [validate_redirect_uri(uri, what=what, field=field) for uri in values]
+
+
+def _name(name: str | None) -> str:
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name:
+        raise InvalidInput("A client needs a name", field="name")
+    return check_length(name, Client.name, field="name", label="The application's name")
 
 
 def new_client_id() -> str:
@@ -67,18 +88,15 @@ def register_client(
 ) -> RegisteredClient:
     """A new client of `tenant`. `client_id`/`client_secret` are given only by dynamic
     registration, whose response already carries them (RFC 7591 3.2.1)."""
-    if not (name or "").strip():
-        raise InvalidInput("A client needs a name", field="name")
-    if not redirect_uris:
-        raise InvalidInput("A client needs at least one redirect URI", field="redirect_uris")
-    uris = [validate_redirect_uri(u) for u in redirect_uris]
-    logout_uris = [validate_redirect_uri(u, what="post-logout redirect URI", field="post_logout_redirect_uris")
-                   for u in post_logout_redirect_uris or []]
+    name = _name(name)
+    uris = _uris(redirect_uris, what="redirect URI", field="redirect_uris", required=True)
+    logout_uris = _uris(post_logout_redirect_uris, what="post-logout redirect URI",
+                        field="post_logout_redirect_uris", required=False)
     secret = None if public else (client_secret or new_secret(32))
     client = Client(
         client_id=client_id or new_client_id(),
         tenant_id=tenant.id,
-        name=name.strip(),
+        name=name,
         secret_hash=hash_secret(secret) if secret else None,
         is_public=public,
         redirect_uris=uris,
@@ -100,17 +118,12 @@ def update_client(
     post_logout_redirect_uris: list[str] | None = None,
 ) -> Client:
     if name is not None:
-        if not name.strip():
-            raise InvalidInput("A client needs a name", field="name")
-        client.name = name.strip()
+        client.name = _name(name)
     if redirect_uris is not None:
-        if not redirect_uris:
-            raise InvalidInput("A client needs at least one redirect URI", field="redirect_uris")
-        client.redirect_uris = [validate_redirect_uri(u) for u in redirect_uris]
+        client.redirect_uris = _uris(redirect_uris, what="redirect URI", field="redirect_uris", required=True)
     if post_logout_redirect_uris is not None:
-        client.post_logout_redirect_uris = [
-            validate_redirect_uri(u, what="post-logout redirect URI", field="post_logout_redirect_uris") for u in post_logout_redirect_uris
-        ]
+        client.post_logout_redirect_uris = _uris(post_logout_redirect_uris, what="post-logout redirect URI",
+                                                 field="post_logout_redirect_uris", required=False)
     db.session.flush()
     forget_cached_client(client.client_id)
     return client
@@ -140,16 +153,12 @@ def tenant_client(tenant: Tenant, client_id: str) -> Client:
     return client
 
 
-def delete_client(client: Client) -> None:
+def delete_client(client: Client) -> int:
     """Delete a client: its live tokens are revoked and its codes discarded first, so nothing it
-    was issued keeps working (every way of deleting a client comes through here)."""
+    was issued keeps working (every way of deleting a client comes through here). Returns how many
+    tokens were revoked."""
     client_id = client.client_id
-    db.session.execute(
-        update(Token)
-        .where(Token.client_id == client_id, Token.tenant_id == client.tenant_id, Token.revoked_at.is_(None))
-        .values(revoked_at=clock.now())
-        .execution_options(synchronize_session=False)
-    )
+    revoked = tokens.revoke(client_id=client_id, tenant=client.tenant_id)
     db.session.execute(
         delete(AuthorizationCode)
         .where(AuthorizationCode.client_id == client_id)
@@ -158,6 +167,7 @@ def delete_client(client: Client) -> None:
     db.session.delete(client)
     db.session.flush()
     forget_cached_client(client_id)
+    return revoked
 
 
 def forget_cached_client(client_id: str) -> None:

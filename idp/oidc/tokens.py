@@ -18,6 +18,7 @@ from .. import audit, clock
 from ..extensions import db
 from ..models import Account, AuthorizationCode, Membership, Tenant, Token
 from ..models.base import hash_secret
+from ..transactions import commit_now
 
 
 # One statement each: the row, its account, the memberships and their tenants (claims need roles).
@@ -66,7 +67,7 @@ def save_code(code: str, *, client, sign_in, criteria: list, amr: list[str], acr
             Account.session_epoch == sign_in.epoch,
             Account.retired.is_(False),
             Membership.tenant_id == client.tenant_id,
-            Membership.active.is_(True),
+            Membership.usable(),
             *criteria,
         )
     )
@@ -105,14 +106,11 @@ def consume_code(row: AuthorizationCode) -> bool:
 
 
 def code_reused(row: AuthorizationCode, *, ip: str | None) -> None:
-    revoked = db.session.execute(
-        update(Token)
-        .where(Token.authorization_code_id == row.id, Token.revoked_at.is_(None))
-        .values(revoked_at=clock.now())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    revoked = revoke(code_id=row.id)
     audit.record(audit.CODE_REUSED, tenant=row.tenant_id, subject=row.account_id, outcome="refused", ip=ip,
                  client_id=row.client_id, tokens_revoked=revoked)
+    # The refusal answers 400, which rolls the request back: the revocation must not go with it.
+    commit_now(because="a reused code's revocation outlives the refusal")
 
 
 # --- tokens ----------------------------------------------------------------------------
@@ -181,19 +179,37 @@ def consume_refresh_token(row: Token) -> bool:
     return result.rowcount == 1
 
 
-def revoke_family(family_id: str) -> int:
-    return db.session.execute(
-        update(Token)
-        .where(Token.family_id == family_id, Token.revoked_at.is_(None))
-        .values(revoked_at=clock.now())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+def revoke(*, account=None, tenant=None, client_id: str | None = None, family_id: str | None = None,
+           code_id: int | None = None, token_id: int | None = None, access_only: bool = False) -> int:
+    """The one way tokens end: every live token matching all the given filters (at least one).
+
+    `access_only` ends just the access token of the matching rows (RFC 7009 2.1: revoking an access
+    token need not end its refresh token); otherwise the row is revoked, refresh token and all.
+    Returns how many rows it ended."""
+    filters = (
+        (Token.account_id, getattr(account, "id", account)),
+        (Token.tenant_id, getattr(tenant, "id", tenant)),
+        (Token.client_id, client_id),
+        (Token.family_id, family_id),
+        (Token.authorization_code_id, code_id),
+        (Token.id, token_id),
+    )
+    conditions = [column == value for column, value in filters if value is not None]
+    if not conditions:
+        raise ValueError("revoke() needs at least one filter")
+    now = clock.now()
+    if access_only:
+        statement = update(Token).where(*conditions, Token.access_expires_at > now).values(access_expires_at=now)
+    else:
+        statement = update(Token).where(*conditions, Token.revoked_at.is_(None)).values(revoked_at=now)
+    return db.session.execute(statement.execution_options(synchronize_session=False)).rowcount or 0
 
 
 def refresh_reused(row: Token, *, ip: str | None) -> None:
-    revoked = revoke_family(row.family_id)
+    revoked = revoke(family_id=row.family_id)
     audit.record(audit.REFRESH_REUSED, tenant=row.tenant_id, subject=row.account_id, outcome="refused", ip=ip,
                  client_id=row.client_id, tokens_revoked=revoked)
+    commit_now(because="a reused refresh token's revocation outlives the refusal")
 
 
 def find_access_token(access_token: str) -> Token | None:
@@ -246,11 +262,8 @@ def revoke_presented_token(presented: PresentedToken, *, ip: str | None) -> None
     revoking an access token ends only that access token."""
     row = presented.row
     if presented.kind == "refresh_token":
-        revoke_family(row.family_id)
+        revoke(family_id=row.family_id)
     else:
-        db.session.execute(
-            update(Token).where(Token.id == row.id).values(access_expires_at=clock.now())
-            .execution_options(synchronize_session=False)
-        )
+        revoke(token_id=row.id, access_only=True)
     audit.record(audit.TOKEN_REVOKED, tenant=row.tenant_id, subject=row.account_id, ip=ip,
                  client_id=row.client_id, token_type=presented.kind)

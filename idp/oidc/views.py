@@ -248,7 +248,6 @@ def _issue_code(server, grant, sign_in, criteria: list):
     except SignInNotLive:
         db.session.rollback()
         return None
-    db.session.commit()
     return response
 
 
@@ -256,15 +255,14 @@ def _issue_code(server, grant, sign_in, criteria: list):
 
 
 def _protocol_call(call):
-    """Run an authlib call; its OAuth errors are JSON responses. Changes it made (tokens,
-    consumed codes, reuse revocations) are committed whatever the outcome."""
+    """Run an authlib call; its OAuth errors are JSON responses. The request boundary commits a
+    success; what a refusal must keep (a spent code, a reuse revocation) the grants commit
+    themselves (oidc.tokens, oidc.grants)."""
     server = authorization_server()
     try:
-        response = call(server)
+        return call(server)
     except OAuth2Error as error:
-        response = server.handle_error_response(None, error)
-    db.session.commit()
-    return response
+        return server.handle_error_response(None, error)
 
 
 @bp.route("/token", methods=["POST"])
@@ -289,20 +287,15 @@ def introspect():
 
 
 def _registration_call(name: str):
-    """Registration changes are kept only when the request succeeded: a refused registration
-    must not spend the initial access token."""
+    """Registration changes are kept only when the request succeeded (the request boundary rolls a
+    refusal back): a refused registration must not spend the initial access token."""
     server = authorization_server()
     try:
         if request.method in ("POST", "PUT") and not isinstance(request.get_json(silent=True), dict):
             raise InvalidRequestError("Send the client metadata as a JSON object (application/json).")
-        response = server.create_endpoint_response(name)
+        return server.create_endpoint_response(name)
     except OAuth2Error as error:
-        response = server.handle_error_response(None, error)
-    if response.status_code < 400:
-        db.session.commit()
-    else:
-        db.session.rollback()
-    return response
+        return server.handle_error_response(None, error)
 
 
 @bp.route(PATHS["registration_endpoint"], methods=["POST"])
@@ -389,7 +382,6 @@ def end_session():
         )
 
     response = server.create_endpoint_response("end_session", logout)
-    db.session.commit()
     if response is not None:
         return response
     tenant = logout.client.tenant if logout.client else None

@@ -4,13 +4,12 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, RadioField, SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Email, Length
 
-from ..models.accounts import PROVIDER_NAMES, PROVIDERS
+from ..accounts import providers
+from ..models import Account
+from ..models.base import column_length
 
 #: The help page's wording for the Authentication Provider choice.
-PROVIDER_HINTS = {
-    "identity": "If you have access to one school or CPOMS system",
-    "sso": "If you have access to more than one CPOMS system (including CPOMS StaffSafe)",
-}
+PROVIDER_HINTS = {provider.key: provider.who for provider in providers.ALL}
 
 
 #: Both boxes of the set-password page: browsers offer to generate and save the new password.
@@ -22,7 +21,8 @@ class ForgotPasswordForm(FlaskForm):
         "Email address",
         validators=[
             DataRequired("Enter the email address of the account"),
-            Length(max=320, message="Enter an email address of 320 characters or fewer"),
+            Length(max=column_length(Account.email),
+                   message=f"Enter an email address of {column_length(Account.email)} characters or fewer"),
             Email("Enter an email address in the correct format, like name@example.com",
                   check_deliverability=False, allow_empty_local=False),
         ],
@@ -32,10 +32,10 @@ class ForgotPasswordForm(FlaskForm):
     )
     provider = RadioField(
         "Authentication Provider",
-        choices=[SelectChoice(p, PROVIDER_NAMES[p]) for p in PROVIDERS],
+        choices=[SelectChoice(p.key, p.name) for p in providers.ALL],
         # Tenants with no SSO members send a hidden "identity"; AnyOf gives the plain message.
         validate_choice=False,
-        validators=[AnyOf(PROVIDERS, message="Choose the Authentication Provider of the account")],
+        validators=[AnyOf(providers.KEYS, message="Choose the Authentication Provider of the account")],
     )
 
 
@@ -53,3 +53,7 @@ class SetPasswordForm(FlaskForm):
         validators=[DataRequired("Enter the new password again")],
         render_kw=NEW_PASSWORD_INPUT,
     )
+
+
+class AcceptForm(FlaskForm):
+    """Accepting a school's membership: one button and its CSRF token."""

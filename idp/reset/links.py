@@ -1,10 +1,14 @@
-"""Reset and first-time links: request, issue, describe, redeem.
+"""Links mailed to a person: request, issue, describe, redeem.
 
-A link is single use and expires at midnight at the end of the day it was
-sent, in the timezone of the tenant whose page it was requested from (the
-help page: "the reset password link expires at midnight on the day it was
-sent"). Only the SHA-256 of its token is stored. Both providers go through
-the same code: the provider is only a value handed to the directory."""
+- reset / invite (first-time): set a password. Single use; expires at midnight at the end of
+  the day it was sent, in the timezone of the tenant whose page it was requested from (the help
+  page: "the reset password link expires at midnight on the day it was sent").
+- join: accept a school's membership of an existing account (lifecycle.add_member); lasts
+  JOIN_LINK_DAYS days, single use.
+
+Only the SHA-256 of a token is stored. Using any of them proves the person receives mail at the
+account's address. Both providers go through the same code: the provider is only a value handed
+to the directory."""
 
 from __future__ import annotations
 
@@ -18,15 +22,22 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from .. import audit, clock
-from ..accounts import credentials, directory, passwords
+from ..accounts import credentials, directory, lifecycle, passwords, providers
 from ..auth import service as auth_service
 from ..errors import DeliveryFailed, DomainError, RateLimited
 from ..extensions import db
 from ..mail import messages, send
 from ..models import Account, ResetLink, Tenant, normalise_email
-from ..models.accounts import PROVIDERS
 from ..models.base import hash_secret, new_secret, secret_matches
 from ..ratelimits import RESET_PER_EMAIL, RESET_PER_IP
+from ..transactions import commit_now
+
+RESET, INVITE, JOIN = "reset", "invite", "join"
+#: Links that set a password.
+PASSWORD_PURPOSES = (RESET, INVITE)
+ALL_PURPOSES = (RESET, INVITE, JOIN)
+#: How long a school's invitation to accept its membership stays open.
+JOIN_LINK_DAYS = 7
 
 #: The product's documented message (help page), shown verbatim.
 UNKNOWN_EMAIL_MESSAGE = "The email address you entered does not exist"
@@ -99,11 +110,11 @@ def request_reset(tenant: Tenant, provider: str, email: str, *, ip: str | None =
     Raises RateLimited, or DeliveryFailed when the mail could not be sent (the
     link is then void)."""
     email = normalise_email(email)
-    provider = provider if provider in PROVIDERS else "identity"
+    provider = provider if provider in providers.KEYS else "identity"
     ip_key = ip or "unknown"
     if RESET_PER_EMAIL.is_blocked(email) or RESET_PER_IP.is_blocked(ip_key):
         audit.record(audit.RESET_REQUESTED, tenant=tenant, outcome="throttled", ip=ip, email=email, provider=provider)
-        db.session.commit()
+        commit_now(because="a throttled request is recorded though it is refused")
         raise RateLimited(THROTTLED_MESSAGE)
     RESET_PER_EMAIL.hit(email)
     RESET_PER_IP.hit(ip_key)
@@ -117,81 +128,95 @@ def request_reset(tenant: Tenant, provider: str, email: str, *, ip: str | None =
         refusal, account = "inactive", None
 
     if tenant.hide_unknown_email:
-        if account is None:
-            _render_decoy(tenant, provider, email)
-            audit.record(audit.RESET_REQUESTED, tenant=tenant, outcome=refusal, ip=ip, email=email, provider=provider)
-            db.session.commit()
-            return ResetRequest("hidden", email, provider, describe_expiry(link_expiry(tenant), tenant.timezone))
-        link, message, info = _create_link(account, tenant, requested_by=None, ip=ip)
-        return ResetRequest(
-            "hidden", email, provider, describe_expiry(link.expires_at, tenant.timezone),
-            deliver_later=_deliver_after_response(link.id, message, info),
-        )
+        # The same database work before the answer whether the address has an account or not (one
+        # lookup, one audit row): the link and its mail are made only after the response is sent.
+        audit.record(audit.RESET_REQUESTED, tenant=tenant, outcome=refusal or "accepted", ip=ip, email=email,
+                     provider=provider, hidden=True)
+        expires_text = describe_expiry(link_expiry(tenant), tenant.timezone)
+        deliver_later = _issue_after_response(account.id, tenant.id, ip) if account is not None else None
+        return ResetRequest("hidden", email, provider, expires_text, deliver_later=deliver_later)
 
     if account is None:
         audit.record(audit.RESET_REQUESTED, tenant=tenant, outcome=refusal, ip=ip, email=email, provider=provider)
-        db.session.commit()
         return ResetRequest("unknown", email, provider, "")
     link = issue_reset_link(account, tenant, ip=ip)
     return ResetRequest("sent", email, provider, describe_expiry(link.expires_at, tenant.timezone))
-
-
-def _render_decoy(tenant: Tenant, provider: str, email: str) -> None:
-    """The same token and mail work as a real request, for an address with no account."""
-    token = new_secret()
-    hash_secret(token)
-    _build_message(email=email, name="", provider=provider, tenant=tenant, purpose="reset",
-                   token=token, expires_at=link_expiry(tenant))
 
 
 # --- Issuing (also called by the admin area) -----------------------------------------
 
 def issue_reset_link(account: Account, tenant: Tenant, *, requested_by: Account | None = None,
                      ip: str | None = None) -> ResetLink:
-    """Create a link for `account` on `tenant` and mail it. "invite" wording when the
+    """Create a password link for `account` on `tenant` and mail it: "invite" wording when the
     account has no password yet. Raises DeliveryFailed (the link is then void).
 
     The returned link carries the raw token as `link.token` (never stored)."""
-    link, message, info = _create_link(account, tenant, requested_by=requested_by, ip=ip)
-    _deliver(link.id, message, info)
-    return link
+    purpose = RESET if account.has_password else INVITE
+    return _issue(account, tenant, purpose, requested_by=requested_by, ip=ip)
 
 
 def send_invitation(account: Account, tenant: Tenant, *, requested_by: Account | None = None,
                     ip: str | None = None) -> ResetLink:
-    """The first-time mail for a newly created (invited) account: the same link, invite wording."""
+    """The first-time mail for an account with no password: the same link, invite wording."""
     return issue_reset_link(account, tenant, requested_by=requested_by, ip=ip)
 
 
-def _create_link(account: Account, tenant: Tenant, *, requested_by, ip):
+def send_join_link(account: Account, tenant: Tenant, *, requested_by: Account | None = None,
+                   ip: str | None = None) -> ResetLink:
+    """Tell the person which school added their account, with a link to accept it."""
+    return _issue(account, tenant, JOIN, requested_by=requested_by, ip=ip)
+
+
+def _issue(account: Account, tenant: Tenant, purpose: str, *, requested_by, ip) -> ResetLink:
+    link, message, info = _create_link(account, tenant, purpose, requested_by=requested_by, ip=ip)
+    _deliver(link.id, message, info)
+    return link
+
+
+def _expiry(tenant: Tenant, purpose: str, now: datetime) -> datetime:
+    if purpose == JOIN:
+        # Midnight at the end of the last day it may be used, like every other link.
+        return link_expiry(tenant, now + timedelta(days=JOIN_LINK_DAYS - 1))
+    return link_expiry(tenant, now)
+
+
+def _create_link(account: Account, tenant: Tenant, purpose: str, *, requested_by, ip):
     token = new_secret()
     now = clock.now()
     link = ResetLink(
         token_hash=hash_secret(token),
         account=account,
         tenant=tenant,
-        purpose="reset" if account.has_password else "invite",
+        purpose=purpose,
         created_at=now,
-        expires_at=link_expiry(tenant, now),
+        expires_at=_expiry(tenant, purpose, now),
     )
     db.session.add(link)
-    # Committed before the mail leaves, so a fast click always finds it.
-    db.session.commit()
-    link.token = token
-    message = _build_message(email=account.email, name=account.name, provider=account.provider, tenant=tenant,
-                             purpose=link.purpose, token=token, expires_at=link.expires_at)
+    db.session.flush()
+    # Read before the commit, which expires every loaded row (reading them after is a query each).
+    message = _build_message(account=account, tenant=tenant, purpose=purpose, token=token,
+                             expires_at=link.expires_at, requested_by=requested_by)
     info = dict(tenant=tenant.id, actor=getattr(requested_by, "id", None), subject=account.id, ip=ip,
-                provider=account.provider, purpose=link.purpose, link_id=link.id,
+                provider=account.provider, purpose=purpose, link_id=link.id,
                 by_admin=True if requested_by is not None else None)
+    link_id = link.id
+    commit_now(because="a fast click must find the link its mail carries")
+    link = db.session.get(ResetLink, link_id)
+    link.token = token
     return link, message, info
 
 
-def _build_message(*, email, name, provider, tenant, purpose, token, expires_at) -> EmailMessage:
+def _build_message(*, account, tenant, purpose, token, expires_at, requested_by=None) -> EmailMessage:
     issuer = current_app.config["SETTINGS"].issuer
-    builder = messages.invitation if purpose == "invite" else messages.reset_password
-    return builder(email=email, name=name, provider=provider, tenant=tenant, link_url=f"{issuer}/reset/{token}",
+    context = dict(email=account.email, name=account.name, provider=account.provider, tenant=tenant,
                    expires_text=describe_expiry(expires_at, tenant.timezone),
-                   login_url=messages.login_url(tenant, provider))
+                   login_url=messages.login_url(tenant, account.provider))
+    if purpose == JOIN:
+        membership = account.membership_in(tenant.id)
+        return messages.join_invitation(**context, link_url=f"{issuer}/join/{token}",
+                                        role=membership.role if membership else "staff")
+    builder = messages.invitation if purpose == INVITE else messages.reset_password
+    return builder(**context, link_url=f"{issuer}/reset/{token}")
 
 
 def _deliver(link_id: int, message: EmailMessage, info: dict) -> None:
@@ -201,11 +226,10 @@ def _deliver(link_id: int, message: EmailMessage, info: dict) -> None:
         # Never leave a link usable that nobody received.
         _mark(link_id, invalidated_at=clock.now())
         audit.record(audit.RESET_REQUESTED, outcome="delivery_failed", **info)
-        db.session.commit()
+        commit_now(because="a link whose mail failed must be void, though the page reports the failure")
         raise
     _mark(link_id, sent_at=clock.now())
     audit.record(audit.RESET_REQUESTED, **info)
-    db.session.commit()
 
 
 def _mark(link_id: int, **values) -> None:
@@ -214,19 +238,35 @@ def _mark(link_id: int, **values) -> None:
     )
 
 
-def _deliver_after_response(link_id: int, message: EmailMessage, info: dict) -> Callable[[], None]:
+def _issue_after_response(account_id: int, tenant_id: int, ip: str | None) -> Callable[[], None]:
+    """Hidden mode: the link is made and mailed once the page has answered, in a unit of work of its own."""
     app = current_app._get_current_object()
 
     def deliver() -> None:
         with app.app_context():
             try:
-                _deliver(link_id, message, info)
+                account, tenant = db.session.get(Account, account_id), db.session.get(Tenant, tenant_id)
+                issue_reset_link(account, tenant, ip=ip)
+                db.session.commit()
             except DeliveryFailed:
                 pass  # logged and the link voided; the page has already answered neutrally
             finally:
                 db.session.remove()
 
     return deliver
+
+
+def void_links(account: Account, *, purposes: tuple[str, ...], tenant: Tenant | None = None) -> int:
+    """End the account's outstanding links of `purposes` (at `tenant` only, when given): its password
+    changed, its address changed, it was retired, or an invitation was withdrawn."""
+    conditions = [ResetLink.account_id == account.id, ResetLink.purpose.in_(purposes),
+                  ResetLink.used_at.is_(None), ResetLink.invalidated_at.is_(None)]
+    if tenant is not None:
+        conditions.append(ResetLink.tenant_id == tenant.id)
+    return db.session.execute(
+        update(ResetLink).where(*conditions).values(invalidated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
 
 
 # --- Status (admin area) ------------------------------------------------------------
@@ -240,11 +280,11 @@ STATE_TEXT = {
 }
 
 
-def link_status(account: Account, tenant: Tenant) -> dict | None:
-    """The latest link sent to `account` from `tenant`, for the admin's user page (None if never)."""
+def link_status(account: Account, tenant: Tenant, purposes: tuple[str, ...] = PASSWORD_PURPOSES) -> dict | None:
+    """The latest link of `purposes` sent to `account` from `tenant`, for the admin's user page (None if never)."""
     link = db.session.scalars(
         select(ResetLink)
-        .where(ResetLink.account_id == account.id, ResetLink.tenant_id == tenant.id)
+        .where(ResetLink.account_id == account.id, ResetLink.tenant_id == tenant.id, ResetLink.purpose.in_(purposes))
         .order_by(ResetLink.created_at.desc(), ResetLink.id.desc())
         .limit(1)
     ).first()
@@ -273,26 +313,43 @@ def link_status(account: Account, tenant: Tenant) -> dict | None:
 
 # --- Opening and redeeming --------------------------------------------------------------
 
-def find_link(token: str) -> ResetLink | None:
+def find_link(token: str, purposes: tuple[str, ...] = PASSWORD_PURPOSES) -> ResetLink | None:
+    """The link of one of `purposes` behind `token` (a join link never sets a password, nor the reverse)."""
     if not token or len(token) > 200:
         return None
-    link = db.session.scalars(select(ResetLink).where(ResetLink.token_hash == hash_secret(token))).first()
+    link = db.session.scalars(
+        select(ResetLink).where(ResetLink.token_hash == hash_secret(token), ResetLink.purpose.in_(purposes))
+    ).first()
     return link if link is not None and secret_matches(token, link.token_hash) else None
 
 
-def open_link(token: str, *, ip: str | None = None) -> ResetLink:
+def open_link(token: str, *, ip: str | None = None, purposes: tuple[str, ...] = PASSWORD_PURPOSES) -> ResetLink:
     """The usable link behind `token`, or LinkExpired (an opened dead link is audited)."""
-    link = find_link(token)
+    link = find_link(token, purposes)
     if link is None:
         raise LinkExpired(None)
-    if link.is_usable and directory.active_membership(link.account, link.tenant) is not None:
+    member_ok = (link.purpose == JOIN and link.account.membership_in(link.tenant_id) is not None
+                 and not link.account.retired) or directory.active_membership(link.account, link.tenant) is not None
+    if link.is_usable and member_ok:
         return link
     reason = ("used" if link.used_at else "void" if link.invalidated_at else
               "expired" if link.is_expired else "inactive")
     audit.record(audit.RESET_EXPIRED, tenant=link.tenant_id, subject=link.account_id, outcome="refused", ip=ip,
                  reason=reason, purpose=link.purpose)
-    db.session.commit()
+    commit_now(because="an opened dead link is recorded though the page refuses it")
     raise LinkExpired(link)
+
+
+def _claim(link: ResetLink) -> bool:
+    """Mark the link used with one conditional UPDATE: of two simultaneous uses exactly one wins."""
+    now = clock.now()
+    return db.session.execute(
+        update(ResetLink)
+        .where(ResetLink.id == link.id, ResetLink.used_at.is_(None), ResetLink.invalidated_at.is_(None),
+               ResetLink.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
 
 
 def redeem_reset_link(link: ResetLink, password: str, confirmation: str | None, *,
@@ -305,20 +362,33 @@ def redeem_reset_link(link: ResetLink, password: str, confirmation: str | None, 
     account, tenant = link.account, link.tenant
     passwords.check_policy(password, account=account, email=account.email, name=account.name or "",
                            confirmation=confirmation, extra_words=(tenant.name,))
-    now = clock.now()
-    claimed = db.session.execute(
-        update(ResetLink)
-        .where(ResetLink.id == link.id, ResetLink.used_at.is_(None), ResetLink.invalidated_at.is_(None),
-               ResetLink.expires_at > now)
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if claimed != 1:
+    if not _claim(link):
         db.session.rollback()
         raise LinkExpired(link)
-    credentials.change_password(account, password, tenant=tenant, ip=ip, check_policy=False, commit=False,
-                                via="reset_link")
+    credentials.change_password(account, password, tenant=tenant, ip=ip, check_policy=False, via="reset_link")
+    lifecycle.email_proven(account)
     audit.record(audit.RESET_USED, tenant=tenant, actor=account, subject=account, ip=ip, purpose=link.purpose)
-    db.session.commit()
-    auth_service.forget_failed_logins(account, tenant)
+    auth_service.forget_failed_logins(account, tenant, ip=ip)
     return link
+
+
+def redeem_join_link(link: ResetLink, *, ip: str | None = None) -> ResetLink | None:
+    """Accept the school's membership through a link from `open_link(..., purposes=(JOIN,))`.
+    Returns a first-time password link (not mailed: the person has just proved the address) when
+    the account has no password yet, else None. LinkExpired when someone used it first."""
+    account, tenant = link.account, link.tenant
+    if not _claim(link):
+        db.session.rollback()
+        raise LinkExpired(link)
+    lifecycle.accept_membership(account, tenant)
+    audit.record(audit.RESET_USED, tenant=tenant, actor=account, subject=account, ip=ip, purpose=JOIN)
+    if account.has_password:
+        return None
+    token = new_secret()
+    now = clock.now()
+    first_time = ResetLink(token_hash=hash_secret(token), account=account, tenant=tenant, purpose=INVITE,
+                           created_at=now, expires_at=link_expiry(tenant, now), sent_at=now)
+    db.session.add(first_time)
+    db.session.flush()
+    first_time.token = token
+    return first_time

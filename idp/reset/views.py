@@ -5,14 +5,17 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 
 from ..accounts import directory, passwords
+from ..accounts.providers import name as provider_name
 from ..errors import DeliveryFailed, PolicyViolation, RateLimited
 from ..web import client_ip, tenant_or_404
 from . import links
-from .forms import PROVIDER_HINTS, ForgotPasswordForm, SetPasswordForm
+from .forms import PROVIDER_HINTS, AcceptForm, ForgotPasswordForm, SetPasswordForm
 
 bp = Blueprint("reset", __name__)
 
 PASSWORD_SET_MESSAGE = "Your new password has been saved. You can now log in with it."
+ACCEPTED_MESSAGE = "You have accepted {tenant}. You can now log in to it with your {provider} account."
+SET_PASSWORD_NEXT_MESSAGE = "You have accepted {tenant}. Now set a password for your {provider} account."
 
 
 @bp.route("/t/<slug>/forgot-password", methods=["GET", "POST"])
@@ -91,3 +94,29 @@ def _expired_page(link):
         form.provider.data, has_sso = directory.page_provider(tenant, link.account.provider)
     return render_template("reset/link_expired.html", tenant=tenant, form=form, has_sso=has_sso,
                            provider_hints=PROVIDER_HINTS), 410
+
+
+@bp.route("/join/<token>", methods=["GET", "POST"])
+def accept_membership(token: str):
+    """A school added an existing account: the person accepts here, from the link mailed to them.
+    Opening the page changes nothing (mail scanners open links); the button does."""
+    try:
+        link = links.open_link(token, ip=client_ip(), purposes=(links.JOIN,))
+    except links.LinkExpired as expired:
+        return render_template("reset/join_link_expired.html", tenant=expired.link.tenant if expired.link else None,
+                               link=expired.link), 410
+    form = AcceptForm()
+    if form.validate_on_submit():
+        try:
+            first_time = links.redeem_join_link(link, ip=client_ip())
+        except links.LinkExpired as expired:
+            return render_template("reset/join_link_expired.html", tenant=link.tenant, link=expired.link), 410
+        words = dict(tenant=link.tenant.name, provider=provider_name(link.account.provider))
+        if first_time is not None:
+            flash(SET_PASSWORD_NEXT_MESSAGE.format(**words), "success")
+            return redirect(url_for("reset.reset_password", token=first_time.token))
+        flash(ACCEPTED_MESSAGE.format(**words), "success")
+        return redirect(url_for("auth.login", slug=link.tenant.slug, provider=link.account.provider))
+    membership = link.account.membership_in(link.tenant_id)
+    return render_template("reset/accept_membership.html", link=link, tenant=link.tenant, account=link.account,
+                           membership=membership, form=form)

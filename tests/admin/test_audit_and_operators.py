@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
-from idp import audit
+from idp import audit, clock
 from idp.accounts.directory import create_account
 from idp.admin import service
 from idp.extensions import db
@@ -61,12 +62,23 @@ def test_admin_actions_record_actor_subject_and_ip(world, oakwood_browser):
 
 
 def _operator_browser(app, world):
-    create_account(provider="sso", email="ops@cpoms.example", name="Ops", tenants=[world.staffsafe],
-                   password=PASSWORD, is_operator=True)
-    db.session.commit()
+    """An operator signed in with their password and authenticator code (operators must use both)."""
+    from tests.mfa.conftest import enrol
+
+    clock.clock.freeze(clock.now())
+    operator = create_account(provider="sso", email="ops@cpoms.example", name="Ops", tenants=[world.staffsafe],
+                              password=PASSWORD, is_operator=True)
+    enrolment = enrol(operator)
     browser = Browser(app.test_client())
-    assert browser.login("oakwood-staffsafe", "ops@cpoms.example", provider="sso").status_code == 302
+    verify = browser.login("oakwood-staffsafe", "ops@cpoms.example", provider="sso").headers["Location"]
+    assert browser.submit(verify, {"code": enrolment.code()}).status_code == 302
     return browser
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze_clock():
+    yield
+    clock.clock.unfreeze()
 
 
 def test_operators_page_lists_tenants_with_member_and_client_counts(app, world):

@@ -12,6 +12,8 @@ from idp.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from idp.extensions import db
 from idp.models import Account, AuditEvent, MfaDevice, Membership, RecoveryCode, ResetLink, Token
 
+from tests.conftest import join_directly
+
 from .conftest import make_token, membership_of
 
 
@@ -204,28 +206,35 @@ def test_reactivating_is_recorded_as_a_change(world):
 # --- adding members ---------------------------------------------------------------------------------------------
 
 
-def test_adding_an_existing_sso_account_makes_it_a_member_without_a_new_account(world, beech_admin):
+def test_adding_an_existing_sso_account_waits_for_the_person_to_accept(world, beech_admin, outbox):
     before = db.session.scalar(select(func.count(Account.id)))
     added = service.add_member(world.beech, email="SAM.JONES@example.org", name="Whatever", role="staff",
                                provider="sso", actor=beech_admin)
     db.session.commit()
-    assert not added.created and not added.invited
-    assert added.member.account.id == world.sso_user.id
-    assert added.member.account.name == "Sam Jones"  # another school's data is not overwritten
+    assert not added.created and added.pending and added.mailed
+    assert added.account.id == world.sso_user.id
+    assert added.account.name == "Sam Jones"  # another school's data is not overwritten
     assert db.session.scalar(select(func.count(Account.id))) == before
-    assert membership_of(world.sso_user, world.beech).role == "staff"
+    membership = membership_of(world.sso_user, world.beech)
+    assert membership.role == "staff" and membership.is_pending and not membership.is_usable
+    # The person is told which school added them, with a link to accept.
+    mail = outbox.last("sam.jones@example.org")
+    assert mail["Subject"] == "Beech Academy has added you to CPOMS: please accept"
+    assert "/join/" in outbox.text(mail)
     [event] = events(audit.MEMBER_ADDED, world.beech)
     assert event.detail["provider"] == "sso" and event.subject_account_id == world.sso_user.id
+    assert event.detail["waiting_to_accept"] is True
 
 
 def test_adding_a_new_sso_user_creates_and_invites_them(world, beech_admin):
     added = service.add_member(world.beech, email="new.sso@example.org", name="New Sso", role="admin",
                                provider="sso", actor=beech_admin)
     db.session.commit()
-    assert added.created and added.invited
-    account = added.member.account
+    assert added.created and added.mailed and not added.pending
+    account = added.account
     assert (account.provider, account.tenant_id, account.has_password) == ("sso", None, False)
     assert membership_of(account, world.beech).role == "admin"
+    assert membership_of(account, world.beech).is_usable  # the school made the account: nothing to accept
     link = db.session.scalars(select(ResetLink).where(ResetLink.account_id == account.id)).one()
     assert link.purpose == "invite" and link.tenant_id == world.beech.id
 
@@ -235,9 +244,9 @@ def test_adding_an_identity_user_creates_a_local_invited_account(world, beech_ad
     added = service.add_member(world.beech, email="sam.jones@example.org", name="Sam at Beech", role="staff",
                                provider="identity", actor=beech_admin)
     db.session.commit()
-    account = added.member.account
+    account = added.account
     assert (account.provider, account.tenant_id) == ("identity", world.beech.id)
-    assert account.id != world.oakwood_identity.id and added.invited
+    assert account.id != world.oakwood_identity.id and added.mailed
     assert [m.tenant_id for m in account.memberships] == [world.beech.id]
 
 
@@ -256,7 +265,7 @@ def test_adding_an_existing_member_is_refused(world):
 # --- provider assignment --------------------------------------------------------------------------------------
 
 
-def test_identity_to_sso_links_the_existing_sso_account_and_retires_the_local_one(world, beech_admin):
+def test_identity_to_sso_moves_to_the_existing_sso_account_once_the_person_accepts(world, beech_admin, outbox):
     # Pat (Identity at beech) already has an SSO account elsewhere.
     pat_sso = create_account(provider="sso", email="pat.lee@example.org", name="Pat Lee", tenants=[world.staffsafe],
                              password="Another-Pass-99!")
@@ -268,26 +277,29 @@ def test_identity_to_sso_links_the_existing_sso_account_and_retires_the_local_on
     moved = service.assign_provider(world.beech, membership_id, "sso", actor=beech_admin, ip="10.0.0.3")
     db.session.commit()
 
-    assert moved.member.account.id == pat_sso.id
+    assert moved.account.id == pat_sso.id and moved.pending
     kept = membership_of(pat_sso, world.beech)
     assert (kept.id, kept.role, kept.active) == (membership_id, "admin", True)
+    # The school cannot bring the existing account in by itself: the person accepts by email.
+    assert kept.is_pending
+    assert any("/join/" in outbox.text(m) for m in outbox.messages() if m["To"].addresses[0].addr_spec == "pat.lee@example.org")
     local = db.session.get(Account, world.beech_identity.id)
     assert local.retired and local.password_hash is None and local.memberships == []
     assert db.session.get(Token, token.id).revoked_at is not None
-    assert membership_of(pat_sso, world.staffsafe).active  # the SSO account's other tenant is untouched
+    assert membership_of(pat_sso, world.staffsafe).is_usable  # the SSO account's other tenant is untouched
     [event] = events(audit.PROVIDER_REASSIGNED, world.beech)
     assert (event.detail["from_provider"], event.detail["to_provider"]) == ("identity", "sso")
-    assert event.detail["previous_account_id"] == local.id
-    assert moved.notified and not moved.invited  # the SSO account already has a password
+    assert event.detail["previous_account_id"] == local.id and event.detail["waiting_to_accept"] is True
+    assert moved.mailed
 
 
 def test_identity_to_sso_creates_an_invited_sso_account_when_none_exists(world, beech_admin, app):
     membership_id = membership_of(world.beech_identity, world.beech).id
     moved = service.assign_provider(world.beech, membership_id, "sso", actor=beech_admin)
     db.session.commit()
-    account = moved.member.account
+    account = moved.account
     assert (account.provider, account.email, account.has_password) == ("sso", "pat.lee@example.org", False)
-    assert moved.invited and moved.notified
+    assert moved.mailed and not moved.pending
     assert membership_of(account, world.beech).role == "staff"
     outbox = list((app.config["SETTINGS"].outbox_path).glob("*.eml"))
     bodies = [path.read_text() for path in outbox]
@@ -295,17 +307,15 @@ def test_identity_to_sso_creates_an_invited_sso_account_when_none_exists(world, 
 
 
 def test_sso_to_identity_creates_a_local_account_for_this_tenant_only(world, beech_admin):
-    added = service.add_member(world.beech, email="sam.jones@example.org", name="", role="admin", provider="sso",
-                               actor=beech_admin)
-    membership_id = added.member.id
+    membership_id = join_directly(world.sso_user, world.beech, role="admin").id
     service.deactivate_member(world.beech, membership_id, actor=beech_admin)
     db.session.commit()
 
     moved = service.assign_provider(world.beech, membership_id, "identity", actor=beech_admin)
     db.session.commit()
-    local = moved.member.account
+    local = moved.account
     assert (local.provider, local.tenant_id, local.email) == ("identity", world.beech.id, "sam.jones@example.org")
-    assert not local.has_password and moved.invited
+    assert not local.has_password and moved.mailed
     kept = membership_of(local, world.beech)
     assert (kept.id, kept.role, kept.active) == (membership_id, "admin", False)
     sso = db.session.get(Account, world.sso_user.id)
@@ -319,7 +329,7 @@ def test_sso_to_identity_merges_into_an_existing_local_account_of_the_same_perso
     sso_membership.role = "admin"
     moved = service.assign_provider(world.oakwood, sso_membership.id, "identity", actor=world.oakwood_admin)
     db.session.commit()
-    assert moved.member.account.id == world.oakwood_identity.id
+    assert moved.account.id == world.oakwood_identity.id
     assert membership_of(world.oakwood_identity, world.oakwood).role == "admin"
     assert world.sso_user.membership_in(world.oakwood.id) is None
 
@@ -331,7 +341,7 @@ def test_moving_back_and_forth_reuses_the_retired_local_account(world, beech_adm
     db.session.commit()
     back = service.assign_provider(world.beech, membership_id, "identity", actor=beech_admin)
     db.session.commit()
-    assert back.member.account.id == pat_id  # history stays with the one local account
+    assert back.account.id == pat_id  # history stays with the one local account
     account = db.session.get(Account, pat_id)
     assert not account.retired and not account.has_password
     assert membership_of(account, world.beech).id == membership_id
@@ -370,16 +380,16 @@ def test_reset_2fa_of_a_shared_sso_account_is_left_to_support(world):
 
 
 def test_password_link_status_shows_sent_expiry_and_use(world, frozen_clock):
-    assert service.password_link_status(world.oakwood, world.invited) is None
-    service.send_password_link(world.oakwood, membership_of(world.invited, world.oakwood).id,
-                               actor=world.oakwood_admin)
-    status = service.password_link_status(world.oakwood, world.invited)
+    member = service.get_member(world.oakwood, membership_of(world.invited, world.oakwood).id)
+    assert service.password_link_status(world.oakwood, member) is None
+    service.send_password_link(world.oakwood, member.id, actor=world.oakwood_admin)
+    status = service.password_link_status(world.oakwood, member)
     assert status["state"] == "pending" and status["purpose"] == "invite"
     assert status["expires_at"].hour == 0 and status["expires_at"].day == 3  # local midnight after 2 March
     from datetime import timedelta
 
     frozen_clock.advance(timedelta(days=1))
-    assert service.password_link_status(world.oakwood, world.invited)["state"] == "expired"
+    assert service.password_link_status(world.oakwood, member)["state"] == "expired"
 
 
 def test_a_deactivated_member_gets_no_password_link(world):

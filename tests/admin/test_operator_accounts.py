@@ -15,7 +15,7 @@ from .conftest import membership_of
 
 @pytest.fixture
 def operator(world):
-    account = create_account(provider="identity", email="ops@cpoms.example", name="Olly Ops",
+    account = create_account(provider="sso", email="ops@cpoms.example", name="Olly Ops",
                              tenants=[world.oakwood], role="staff", password=PASSWORD, is_operator=True)
     db.session.commit()
     return account
@@ -55,7 +55,7 @@ def test_the_profile_page_shows_the_refusal_next_to_the_email(oakwood_browser, w
 
 def test_a_school_admin_cannot_move_a_platform_operator_to_another_provider(world, operator):
     with pytest.raises(NotAllowed):
-        service.assign_provider(world.oakwood, membership_of(operator, world.oakwood).id, "sso",
+        service.assign_provider(world.oakwood, membership_of(operator, world.oakwood).id, "identity",
                                 actor=world.oakwood_admin)
     db.session.rollback()
     assert not db.session.get(Account, operator.id).retired

@@ -250,7 +250,7 @@ def test_csv_import_fails_whole_when_a_conflict_appears_after_the_preview(oakwoo
     text = "email,name,role,provider\nann.one@example.org,Ann One,staff,identity\nzed@example.org,Zed,staff,identity\n"
     preview = _upload(oakwood_browser, text).get_data(as_text=True)
     service.add_member(world.oakwood, email="zed@example.org", name="Zed", role="staff", provider="identity",
-                       actor=world.oakwood_admin, invite=False)
+                       actor=world.oakwood_admin, mail=False)
     db.session.commit()
     response = _confirm(oakwood_browser, preview)
     assert response.status_code == 400

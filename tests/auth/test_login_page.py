@@ -72,8 +72,8 @@ def test_invited_account_without_password_cannot_sign_in(browser, world):
     assert FAILED in response.get_data(as_text=True)
 
 
-def test_failed_logins_are_throttled_per_account(app, browser, world):
-    app.config["THROTTLE_RULES"] = {"login-account": "3 per minute"}
+def test_failed_logins_are_throttled_per_account_and_address(app, browser, world):
+    app.config["THROTTLE_RULES"] = {"login-account-ip": "3 per minute"}
     for _ in range(3):
         browser.login("beech", "pat.lee@example.org", "wrong")
     response = browser.login("beech", "pat.lee@example.org", PASSWORD)
@@ -127,8 +127,8 @@ def test_password_login_runs_few_sql_statements(browser, world):
     assert counter.count <= 4, counter.statements
 
 
-def test_failed_sso_logins_count_against_the_account_at_every_school(app, browser, world):
-    app.config["THROTTLE_RULES"] = {"login-account": "3 per minute"}
+def test_failed_sso_logins_from_one_address_count_against_the_account_at_every_school(app, browser, world):
+    app.config["THROTTLE_RULES"] = {"login-account-ip": "3 per minute"}
     for slug in ("oakwood", "oakwood", "oakwood-staffsafe"):
         browser.login(slug, "sam.jones@example.org", "wrong", provider="sso")
     response = browser.login("oakwood-staffsafe", "sam.jones@example.org", PASSWORD, provider="sso")

@@ -111,7 +111,8 @@ def test_user_create_identity_with_password(runner, school):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["email"] == "kim.ray@example.org"
-    assert data["tenants"] == {"hazel": {"role": "admin", "active": True}}
+    assert data["tenants"] == {"hazel": {"role": "admin", "active": True, "accepted": True}}
+    assert data["email_verified"] is False  # set by a command, not proven by the person
     assert data["invited"] is False and data["sub"]
 
 
@@ -173,13 +174,15 @@ def test_user_create_refuses_an_invalid_email(runner, school):
     assert "is not a valid email address" in result.stderr
 
 
-def test_user_assign_adds_an_sso_account_to_another_tenant(runner, school):
+def test_user_assign_adds_an_sso_account_to_another_tenant_once_the_person_accepts(runner, school, outbox):
     run(runner, "tenant", "create", "--slug", "safe", "--name", "Trust", "--product", "staffsafe")
     run(runner, "user", "create", "--email", "sso@example.org", "--provider", "sso", "--tenant", school)
     result = run(runner, "user", "assign", "--email", "SSO@example.org", "--provider", "sso", "--tenant", "safe",
                  "--role", "admin", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["tenants"]["safe"] == {"role": "admin", "active": True}
+    assert json.loads(result.stdout)["tenants"]["safe"] == {"role": "admin", "active": True, "accepted": False}
+    mail = outbox.last("sso@example.org")
+    assert "Trust has added you" in mail["Subject"] and "/join/" in outbox.text(mail)
 
 
 def test_user_assign_of_an_identity_account_is_refused(runner, school):
@@ -193,7 +196,7 @@ def test_user_assign_of_an_identity_account_is_refused(runner, school):
 def test_user_assign_of_an_unknown_account_fails(runner, school):
     result = run(runner, "user", "assign", "--email", "ghost@example.org", "--tenant", school)
     assert result.exit_code == 1
-    assert "No sso account with email ghost@example.org" in result.stderr
+    assert "No CPOMS SSO account with email ghost@example.org" in result.stderr
 
 
 def test_user_assign_to_unknown_tenant_fails(runner, school):
@@ -239,3 +242,19 @@ def test_serve_runs_the_app_on_the_given_address_without_werkzeug_access_log(run
     assert calls == [("127.0.0.1", 5999)]
     # Its access lines carry whole URLs (reset tokens); idp.request_log writes safe ones.
     assert logging.getLogger("werkzeug").getEffectiveLevel() >= logging.WARNING
+
+
+@pytest.mark.parametrize("command", [
+    ["tenant", "create", "--slug", "longname", "--name", "n" * 5000],
+    ["tenant", "create", "--slug", "longzone", "--name", "Long Zone", "--timezone", "Europe/" + "x" * 100],
+    ["client", "register", "--tenant", "hazel", "--name", "n" * 5000, "--redirect-uri", "https://a.example/cb"],
+    ["client", "register", "--tenant", "hazel", "--name", "App", "--redirect-uri", "https://a.example/" + "p" * 3000],
+    ["user", "create", "--email", "long@example.org", "--provider", "identity", "--tenant", "hazel",
+     "--name", "n" * 5000],
+    ["user", "create", "--email", "x" * 400 + "@example.org", "--provider", "identity", "--tenant", "hazel"],
+])
+def test_values_longer_than_what_is_stored_are_refused_with_a_clear_error(runner, school, command):
+    # The same on SQLite (which would store them) and PostgreSQL (which would fail on the column).
+    result = run(runner, *command)
+    assert result.exit_code == 1, result.output
+    assert "characters or fewer" in result.stderr or "not a valid email address" in result.stderr

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import func, select
 
-from idp.accounts.directory import find_sso_account, tenant_has_sso_members
+from idp.accounts.directory import lookup, page_provider
 from idp.demo import ACCOUNTS, DEMO_PASSWORD, clients_file_path, load_demo_data
 from idp.extensions import db
 from idp.models import Account, Client, Membership, Tenant
@@ -21,13 +21,13 @@ def test_two_sso_schools_one_identity_only_school_and_a_staffsafe_tenant(app):
     load_demo_data()
     products = {t.slug: t.product for t in db.session.scalars(select(Tenant))}
     assert products == {"oakwood": "cpoms", "elmfield": "cpoms", "riverside": "cpoms", "oakwood-trust": "staffsafe"}
-    assert tenant_has_sso_members(get_tenant("oakwood"))
-    assert not tenant_has_sso_members(get_tenant("riverside"))
+    assert page_provider(get_tenant("oakwood"), None)[1]  # the provider switch is offered
+    assert not page_provider(get_tenant("riverside"), None)[1]
 
 
 def test_the_sso_user_belongs_to_both_sso_schools_and_staffsafe(app):
     load_demo_data()
-    sam = find_sso_account("sam.jones@example.org")
+    sam = lookup("sso", "sam.jones@example.org")
     assert {m.tenant.slug for m in sam.memberships} == {"oakwood", "elmfield", "oakwood-trust"}
 
 
@@ -83,11 +83,11 @@ def test_a_person_changes_survive_reloading(app):
     from idp.accounts.passwords import hash_password, verify_password
 
     load_demo_data()
-    sam = find_sso_account("sam.jones@example.org")
+    sam = lookup("sso", "sam.jones@example.org")
     set_password_hash(sam, hash_password("Another-Secret-Word-88?"))
     db.session.commit()
     load_demo_data()
-    assert verify_password(find_sso_account("sam.jones@example.org").password_hash, "Another-Secret-Word-88?")
+    assert verify_password(lookup("sso", "sam.jones@example.org").password_hash, "Another-Secret-Word-88?")
 
 
 def test_demo_password_meets_the_password_policy(app):

@@ -83,7 +83,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9999"
-down_revision = "0001"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -123,9 +123,12 @@ def test_a_migration_that_recreates_a_table_keeps_the_rows_that_point_at_it(empt
     db.session.commit()
     db.session.remove()
 
-    (migrations / "versions" / "9999_recreate_accounts.py").write_text(BATCH_MIGRATION)
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(migrations)).get_current_head()
+    (migrations / "versions" / "9999_recreate_accounts.py").write_text(BATCH_MIGRATION.replace("{head}", head))
     upgrade(directory=str(migrations))
-    downgrade(directory=str(migrations), revision="0001")
+    downgrade(directory=str(migrations), revision=head)
     with db.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM memberships")).scalar() == 1
         if connection.dialect.name == "sqlite":

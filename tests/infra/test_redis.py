@@ -101,7 +101,7 @@ def test_sign_in_still_works_and_is_throttled_when_redis_is_down(tmp_path, migra
     from tests.conftest import FAST_ARGON2, PASSWORD, Browser
 
     app = create_app({"database_url": migrated, "instance_path": tmp_path / "instance", **FAST_ARGON2,
-                      "redis_url": "redis://127.0.0.1:1/0", "THROTTLE_RULES": {"login-account": "2 per minute"}})
+                      "redis_url": "redis://127.0.0.1:1/0", "THROTTLE_RULES": {"login-account-ip": "2 per minute"}})
     with app.app_context():
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())

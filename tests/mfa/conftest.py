@@ -30,6 +30,7 @@ def enrol(account, name: str = "My phone", tenant=None) -> Enrolment:
     device = mfa.start_enrolment(account, name)
     secret = mfa.device_secret(device)
     codes = mfa.confirm_enrolment(account, device, pyotp.TOTP(secret).at(clock.timestamp()), tenant=tenant, ip=None)
+    db.session.commit()  # as the request boundary would
     clock.clock.advance(timedelta(seconds=30))
     return Enrolment(device, secret, codes)
 

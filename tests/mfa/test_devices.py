@@ -11,6 +11,7 @@ import pytest
 from idp import clock
 
 from idp.accounts import mfa
+from idp.admin import service
 from idp.errors import NotFound
 from idp.extensions import db
 from idp.models import MfaDevice, RecoveryCode
@@ -92,12 +93,17 @@ def test_without_keys_the_account_signs_in_with_a_password_again(browser, world,
     assert session_of(browser.client)["amr"] == ["pwd"]
 
 
+def member_id(account, tenant) -> int:
+    return account.membership_in(tenant.id).id
+
+
 def test_admin_reset_removes_every_key_and_recovery_code_and_is_audited(world, frozen_clock):
     world.oakwood.require_2fa = "everyone"
     db.session.commit()
     enrol(world.oakwood_identity)
     enrol(world.oakwood_identity, name="Tablet")
-    mfa.reset_second_factor(world.oakwood_identity, actor=world.oakwood_admin, tenant=world.oakwood, ip="10.1.1.1")
+    service.reset_second_factor(world.oakwood, member_id(world.oakwood_identity, world.oakwood),
+                                actor=world.oakwood_admin, ip="10.1.1.1")
     assert db.session.scalar(db.select(db.func.count(MfaDevice.id))) == 0
     assert db.session.scalar(db.select(db.func.count(RecoveryCode.id))) == 0
     (event,) = audit_events("mfa.reset")
@@ -111,5 +117,6 @@ def test_admin_reset_removes_every_key_and_recovery_code_and_is_audited(world, f
 def test_admin_reset_is_limited_to_members_of_the_admins_school(world, frozen_clock):
     enrol(world.beech_identity)
     with pytest.raises(NotFound):
-        mfa.reset_second_factor(world.beech_identity, actor=world.oakwood_admin, tenant=world.oakwood, ip=None)
+        service.reset_second_factor(world.oakwood, member_id(world.beech_identity, world.beech),
+                                    actor=world.oakwood_admin, ip=None)
     assert mfa.is_enrolled(world.beech_identity)

@@ -101,3 +101,26 @@ def test_registration_management_read_update_delete(client, browser, world, froz
     assert client.get("/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}).status_code == 401
     response = rp.authorize()
     assert response.status_code == 400 and "Location" not in response.headers
+
+
+def test_metadata_longer_than_what_is_stored_is_invalid_client_metadata_and_spends_no_token(client, world):
+    # Fine on SQLite, an error on PostgreSQL (a 200-character column): refused alike on both.
+    token = initial_token(world.oakwood)
+    for too_long in ({"client_name": "n" * 5000},
+                     {"redirect_uris": ["https://timetable.example/" + "p" * 3000]},
+                     {"redirect_uris": [f"https://timetable.example/{n}" for n in range(registry.MAX_URIS + 1)]},
+                     {"post_logout_redirect_uris": ["https://timetable.example/" + "p" * 3000]}):
+        response = register(client, token, {**METADATA, **too_long})
+        assert response.status_code == 400, too_long
+        body = response.get_json()
+        assert body["error"] in ("invalid_client_metadata", "invalid_redirect_uri")
+        assert "characters or fewer" in body["error_description"] or "at most" in body["error_description"]
+    assert register(client, token).status_code == 201  # the token was not spent by the refusals
+
+
+def test_a_name_change_longer_than_the_column_is_refused_when_managing_the_client(client, world):
+    body = register(client, initial_token(world.oakwood)).get_json()
+    response = client.put(f"/register/{body['client_id']}", json={**METADATA, "client_id": body["client_id"],
+                                                                  "client_name": "n" * 5000},
+                          headers={"Authorization": f"Bearer {body['registration_access_token']}"})
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_client_metadata"

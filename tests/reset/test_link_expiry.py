@@ -3,10 +3,11 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from tests.conftest import join_directly
 from sqlalchemy import select
 
 from idp import audit
-from idp.accounts.directory import add_membership
 from idp.extensions import db
 from idp.models import AuditEvent, ResetLink
 from idp.reset import links
@@ -73,7 +74,7 @@ def test_link_sent_in_the_summer_evening_expires_at_bst_midnight(browser, world,
 
 def test_sso_link_uses_the_timezone_of_the_school_whose_page_it_came_from(browser, world, frozen_clock):
     dubai = create_tenant(slug="dubai-british", name="British School Dubai", timezone="Asia/Dubai")
-    add_membership(world.sso_user, dubai)
+    join_directly(world.sso_user, dubai)
     db.session.commit()
     frozen_clock.freeze(datetime(2026, 3, 2, 19, 0, tzinfo=UTC))  # 23:00 in Dubai, 19:00 in London
     request_link(browser, "dubai-british", "sam.jones@example.org", provider="sso")

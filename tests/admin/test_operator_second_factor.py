@@ -1,0 +1,80 @@
+"""Operators see and change every school, so a password alone never opens the platform pages:
+they enrol a second factor on their first visit, use it at every sign-in, and give it again
+before a platform change when the last one is more than 15 minutes old."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from idp.accounts import mfa
+from idp.accounts.directory import create_account
+from idp.extensions import db
+from idp.models import Tenant
+from tests.conftest import PASSWORD, Browser
+from tests.mfa.conftest import enrol
+
+NEW_TENANT = {"slug": "elm", "name": "Elm School", "product": "cpoms", "timezone": "Europe/London",
+              "require_2fa": "off"}
+
+
+@pytest.fixture
+def operator(world, frozen_clock):
+    account = create_account(provider="sso", email="ops@cpoms.example", name="Ops", tenants=[world.staffsafe],
+                             password=PASSWORD, is_operator=True)
+    db.session.commit()
+    return account
+
+
+def sign_in(app, code=None):
+    browser = Browser(app.test_client())
+    response = browser.login("oakwood-staffsafe", "ops@cpoms.example", provider="sso")
+    if code is not None:
+        response = browser.submit(response.headers["Location"], {"code": code})
+    assert response.status_code == 302
+    return browser
+
+
+def test_an_operator_without_a_second_factor_is_sent_to_set_one_up(app, operator):
+    browser = sign_in(app)
+    response = browser.get("/admin")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/account/security" and parse_qs(location.query)["next"] == ["/admin"]
+    page = browser.get(response.headers["Location"]).get_data(as_text=True)
+    assert "CPOMS platform operators must use two-factor authentication" in page
+    assert browser.client.post("/admin/tenants/new", data=NEW_TENANT).status_code in (302, 400)
+    assert db.session.scalars(select(Tenant).where(Tenant.slug == "elm")).first() is None
+
+
+def test_an_enrolled_operator_gives_the_code_at_sign_in_and_then_sees_the_platform(app, operator):
+    enrolment = enrol(operator)
+    browser = sign_in(app, enrolment.code())
+    assert browser.get("/admin").status_code == 200
+
+
+def test_a_platform_change_needs_a_code_from_the_last_15_minutes(app, operator, frozen_clock):
+    enrolment = enrol(operator)
+    browser = sign_in(app, enrolment.code())
+    frozen_clock.advance(timedelta(minutes=16))
+    assert browser.get("/admin/tenants/new").status_code == 200  # looking needs no fresh code
+    refused = browser.submit("/admin/tenants/new", NEW_TENANT)
+    assert refused.status_code == 302
+    verify = urlsplit(refused.headers["Location"])
+    assert verify.path == "/t/oakwood-staffsafe/login/verify"
+    assert parse_qs(verify.query)["again"] == ["1"] and parse_qs(verify.query)["next"] == ["/admin/tenants/new"]
+    assert db.session.scalars(select(Tenant).where(Tenant.slug == "elm")).first() is None
+    page = browser.get(refused.headers["Location"])
+    assert page.status_code == 200 and "Confirm it is you" in page.get_data(as_text=True)
+    confirmed = browser.submit(refused.headers["Location"], {"code": enrolment.code()}, post_url=refused.headers["Location"])
+    assert confirmed.headers["Location"] == "/admin/tenants/new"
+    assert browser.submit("/admin/tenants/new", NEW_TENANT).status_code == 302
+    assert db.session.scalars(select(Tenant).where(Tenant.slug == "elm")).one()
+
+
+def test_an_operator_cannot_remove_their_only_second_factor(app, operator):
+    enrolment = enrol(operator)
+    assert mfa.removal_refusal(operator, enrolment.device) == mfa.OPERATOR_LAST_DEVICE_MESSAGE
