@@ -16,7 +16,7 @@ help:
 	@echo "make test           venv + the whole test suite"
 	@echo "make serve          gunicorn wsgi:app on $(BIND) with $(WORKERS) workers (reads IDP_* variables)"
 	@echo "make bench          the load benchmark (bench/run.py)"
-	@echo "make bench-compare  the same workloads against panva's oidc-provider, with ratios (bench/compare.py)"
+	@echo "make bench-compare  the same workloads against panva's oidc-provider in memory and on Redis (and BENCH_ARGS=\"--baseline-tree DIR\": an older checkout of ours), with ratios (bench/compare.py)"
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

@@ -107,7 +107,9 @@ def _ensure_signing_key() -> None:
 
 @contextmanager
 def gunicorn(instance: Path, database_url: str, port: int, *, workers: int, worker_class: str, threads: int,
-             extra_env: dict | None = None):
+             extra_env: dict | None = None, tree: Path = PROJECT_ROOT):
+    """`gunicorn wsgi:app` of `tree` (this checkout, or an older one to compare with) under that tree's
+    gunicorn.conf.py; yields the master process once its every worker has said which idp it imported."""
     env = {
         **os.environ,
         "IDP_INSTANCE_PATH": str(instance),
@@ -116,19 +118,63 @@ def gunicorn(instance: Path, database_url: str, port: int, *, workers: int, work
         "IDP_COUNT_QUERIES": "1",
         **(extra_env or {}),
     }
+    # gunicorn puts the folder it was started in first on sys.path and reads gunicorn.conf.py (which
+    # imports idp.config) before it changes into --chdir: started anywhere else, its master would import
+    # another tree's idp (or the venv's editable one) and its workers inherit it. So it starts in `tree`,
+    # with `tree` first on PYTHONPATH too, and served_idp() checks what the workers got.
+    env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])
+    report = instance / "served-idp.txt"
+    report.unlink(missing_ok=True)
+    config = instance / "gunicorn.bench.conf.py"
+    config.write_text(REPORTING_CONFIG.format(config=str(tree / "gunicorn.conf.py"), report=str(report)))
     gunicorn_bin = Path(sys.executable).with_name("gunicorn")
-    command = [str(gunicorn_bin), "wsgi:app", "--config", str(PROJECT_ROOT / "gunicorn.conf.py"),
+    command = [str(gunicorn_bin), "wsgi:app", "--config", str(config),
                "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                "--worker-class", worker_class, "--backlog", "2048", "--log-level", "warning",
                # Longer than any pause between workloads, so a reused keep-alive connection is never stale.
                "--keep-alive", "120",
                # Worker heartbeats in memory, not on disk.
                "--worker-tmp-dir", "/dev/shm" if Path("/dev/shm").is_dir() else tempfile.gettempdir(),
-               "--chdir", str(PROJECT_ROOT)]
+               "--chdir", str(tree)]
     if worker_class == "gthread":
         command += ["--threads", str(threads)]
-    with serving(command, env=env, log_path=instance / "gunicorn.log", port=port) as process:
+    with serving(command, env=env, log_path=instance / "gunicorn.log", port=port, cwd=tree) as process:
+        process.served_idp = served_idp(report, workers, tree / "idp")
         yield process
+
+
+# The served tree's gunicorn.conf.py, and each worker writing down where its idp package came from.
+REPORTING_CONFIG = """\
+# Written by bench/run.py for one run.
+import runpy as _runpy
+
+globals().update((k, v) for k, v in _runpy.run_path({config!r}).items() if not k.startswith("__"))
+_served_post_worker_init = globals().get("post_worker_init")
+
+
+def post_worker_init(worker):
+    if _served_post_worker_init:
+        _served_post_worker_init(worker)
+    import sys
+
+    with open({report!r}, "a") as report:
+        report.write(sys.modules["idp"].__file__ + "\\n")
+"""
+
+
+def served_idp(report: Path, workers: int, expected: Path, timeout: float = 60) -> str:
+    """The idp package every worker imported, refused unless it is `expected` (the tree meant to be served)."""
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        lines = report.read_text().splitlines() if report.exists() else []
+        if len(lines) >= workers:
+            break
+        time.sleep(0.1)
+    wrong = {line for line in lines if Path(line).resolve().parent != expected.resolve()}
+    if not lines or wrong:
+        raise SystemExit(f"gunicorn's workers imported idp from {sorted(wrong) or 'nowhere'}, not {expected}")
+    return str(expected)
 
 
 @contextmanager
@@ -150,14 +196,14 @@ def serving(command: list[str], *, env: dict, log_path: Path, port: int, cwd: Pa
                 process.wait()
 
 
-def configured_worker_class(database_url: str) -> str:
+def configured_worker_class(database_url: str, tree: Path = PROJECT_ROOT) -> str:
     """The worker class gunicorn.conf.py chooses for this database: what production runs."""
     import runpy
 
     saved = os.environ.get("IDP_DATABASE_URL")
     os.environ["IDP_DATABASE_URL"] = database_url
     try:
-        return runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))["worker_class"]
+        return runpy.run_path(str(tree / "gunicorn.conf.py"))["worker_class"]
     finally:
         if saved is None:
             os.environ.pop("IDP_DATABASE_URL", None)
@@ -198,32 +244,46 @@ def row_count(database_url: str) -> dict:
 
 
 @contextmanager
-def ours_server(args, log=print):
-    """Prepare the instance, serve it with gunicorn; yields (Target, server description)."""
-    database_url = args.database_url or os.environ.get("IDP_BENCH_DATABASE_URL", "")
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="idp-bench-"))
+def ours_server(args, log=print, *, tree: Path = PROJECT_ROOT, name: str = "ours", database_url: str | None = None):
+    """Prepare the instance, serve it with gunicorn; yields (Target, server description, CPU probes).
+
+    `tree` is the checkout whose idp is prepared and served: this one, or an older one to compare with
+    (compare.py --baseline-tree), under the name `name` and on its own database."""
+    tree = Path(tree).resolve()
+    database_url = database_url or args.database_url or os.environ.get("IDP_BENCH_DATABASE_URL", "")
+    if args.workdir:
+        workdir = Path(args.workdir) if name == "ours" else Path(args.workdir) / name
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix=f"idp-bench-{name}-"))
     instance = workdir / "instance"
     instance.mkdir(parents=True, exist_ok=True)
     if not database_url:
         database_url = f"sqlite:///{instance / 'idp.sqlite3'}"
     try:
-        log(f"Preparing {database_label(database_url)} instance in {instance} ...")
-        info = prepare_instance(instance, database_url, users=args.concurrency)
-        port = args.port or free_port()
+        log(f"Preparing {database_label(database_url)} instance in {instance} for {name} ({tree}) ...")
+        if tree == PROJECT_ROOT:
+            info = prepare_instance(instance, database_url, users=args.concurrency)
+            info["worker_class"] = configured_worker_class(database_url)
+        else:
+            info = prepare_instance_of(tree, instance, database_url, users=args.concurrency)
+        port = (args.port if name == "ours" else 0) or free_port()
         target = loadgen.Target(
-            name="ours", base_url=f"http://127.0.0.1:{port}", client_id=info["client_id"],
+            name=name, base_url=f"http://127.0.0.1:{port}", client_id=info["client_id"],
             client_secret=info["client_secret"], redirect_uri=REDIRECT_URI, kind="ours", tenant_slug=TENANT_SLUG,
             users=[(bench_email(n), PASSWORD) for n in range(args.concurrency)],
         )
-        worker_class = args.worker_class or configured_worker_class(database_url)
+        worker_class = args.worker_class or info["worker_class"]
         server = {
+            "tree": str(tree), "commit": tree_commit(tree),
             "database": database_label(database_url), "rows": row_count(database_url), "workers": args.workers,
             "worker_class": worker_class, "threads": args.threads if worker_class == "gthread" else 1,
             "argon2": info["argon2"],
         }
         log(f"Starting gunicorn ({args.workers} {worker_class} workers) on {target.base_url} ...")
         with gunicorn(instance, database_url, port, workers=args.workers, worker_class=worker_class,
-                      threads=args.threads, extra_env={"IDP_SECRET_KEY": secrets.token_urlsafe(32)}) as process:
+                      threads=args.threads, extra_env={"IDP_SECRET_KEY": secrets.token_urlsafe(32)},
+                      tree=tree) as process:
+            server["idp_imported_from"] = process.served_idp
             probes = {"server": lambda: loadgen.process_tree_cpu(process.pid)}
             postmaster = local_postmaster_pid(database_url)
             if postmaster:
@@ -232,6 +292,46 @@ def ours_server(args, log=print):
     finally:
         if not args.keep_instance and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# prepare_instance in a fresh interpreter that imports `tree`'s idp, not this checkout's.
+PREPARE_IN_TREE = """\
+import json, sys
+sys.path.insert(0, {bench!r})
+import run
+sys.path.insert(0, {tree!r})
+info = run.prepare_instance(run.Path({instance!r}), {database_url!r}, users={users!r})
+info["worker_class"] = run.configured_worker_class({database_url!r}, run.Path({tree!r}))
+import idp
+info["idp"] = idp.__file__
+print(json.dumps(info))
+"""
+
+
+def prepare_instance_of(tree: Path, instance: Path, database_url: str, users: int) -> dict:
+    """prepare_instance with `tree`'s own idp (its schema, its migrations), and the worker class its
+    gunicorn.conf.py picks."""
+    code = PREPARE_IN_TREE.format(bench=str(BENCH_DIR), tree=str(tree), instance=str(instance),
+                                  database_url=database_url, users=users)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"preparing the instance of {tree} failed:\n{done.stderr[-3000:]}")
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    if Path(info["idp"]).resolve().parent != (tree / "idp").resolve():
+        raise SystemExit(f"preparing {tree} imported idp from {info['idp']}")
+    return info
+
+
+def tree_commit(tree: Path) -> str | None:
+    """The tree's commit, "+changes" when what is served differs from it; None outside git."""
+    def git(*command):
+        return subprocess.run(["git", "-C", str(tree), *command], capture_output=True, text=True)
+
+    commit = git("rev-parse", "--short", "HEAD").stdout.strip()
+    if not commit:
+        return None
+    changed = git("status", "--porcelain", "--", "idp", "migrations", "templates", "wsgi.py", "gunicorn.conf.py")
+    return commit + ("+changes" if changed.stdout.strip() else "")
 
 
 def local_postmaster_pid(database_url: str) -> int | None:
@@ -319,8 +419,9 @@ def print_report(results: dict, log=print) -> None:
     log(f"ID token signature verified against JWKS: {results.get('id_token_check')}")
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    """run.py's options, which compare.py extends with its own."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per workload")
     parser.add_argument("--workloads", default=",".join(loadgen.WORKLOADS))
@@ -336,6 +437,11 @@ def parse_args(argv=None):
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--keep-instance", action="store_true")
     parser.add_argument("--workdir", default=None, help="folder for the instance (default: a new temp folder)")
+    return parser
+
+
+def parse_args(argv=None, parser: argparse.ArgumentParser | None = None):
+    parser = parser or build_parser()
     args = parser.parse_args(argv)
     args.workloads = tuple(w for w in args.workloads.split(",") if w)
     unknown = set(args.workloads) - set(loadgen.WORKLOADS)

@@ -5,13 +5,17 @@
 // ID tokens, and a login interaction that accepts a form POST of email/password
 // checked against an argon2id hash with the same cost as ours (m=19 MiB, t=2, p=1).
 //
-// Storage is oidc-provider's default in-memory adapter (no database at all) and the
-// server is one Node process: that is the peer's honest best case, stated next to
-// every ratio in bench/README.md.
+// The server is one Node process, in one of two shapes (PEER_STORE):
+//   memory  oidc-provider's default in-memory adapter: no store at all, nothing survives a
+//           restart or is shared between processes; its documentation says it is for
+//           development only. The peer's best case.
+//   redis   ./redis_adapter.mjs on a redis-server (PEER_REDIS_URL), which compare.py runs with
+//           appendonly yes and appendfsync everysec: its production shape.
 //
 // Configuration comes from the environment (bench/compare.py sets it):
 //   PEER_PORT, PEER_CLIENT_ID, PEER_CLIENT_SECRET, PEER_REDIRECT_URI,
-//   PEER_USERS (how many users bench-user-<n>@example.org), PEER_PASSWORD.
+//   PEER_USERS (how many users bench-user-<n>@example.org), PEER_PASSWORD,
+//   PEER_STORE (memory or redis), PEER_REDIS_URL.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -27,6 +31,20 @@ const redirectUri = process.env.PEER_REDIRECT_URI || 'http://127.0.0.1:8765/call
 const userCount = Number(process.env.PEER_USERS || 64);
 const password = process.env.PEER_PASSWORD || 'Correct-Horse-42!';
 
+const store = process.env.PEER_STORE || 'memory';
+// oidc-provider's default, which the built-in adapter also keeps entries for past their expiry.
+const clockTolerance = 15;
+
+async function storageAdapter() {
+  if (store === 'memory') return undefined;
+  if (store !== 'redis') throw new Error(`PEER_STORE must be memory or redis, not ${store}`);
+  const { Redis } = await import('ioredis');
+  const { redisAdapter } = await import('./redis_adapter.mjs');
+  const client = new Redis(process.env.PEER_REDIS_URL || 'redis://127.0.0.1:6379', { keyPrefix: 'oidc:' });
+  await client.ping(); // not ready for /healthz before the store answers
+  return redisAdapter(client, { clockTolerance });
+}
+
 const ARGON2 = { algorithm: 2 /* argon2id */, memoryCost: 19456, timeCost: 2, parallelism: 1 };
 
 // Like bench/seed_large.py: one argon2id hash shared by every seeded user.
@@ -41,7 +59,10 @@ const byId = new Map([...accounts.values()].map((a) => [a.accountId, a]));
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'peer-1', alg: 'RS256', use: 'sig' };
 
+const adapter = await storageAdapter();
 const provider = new Provider(issuer, {
+  ...(adapter ? { adapter } : {}),
+  clockTolerance,
   clients: [{
     client_id: clientId,
     client_secret: clientSecret,
@@ -158,5 +179,5 @@ const server = createServer(async (req, res) => {
 
 server.keepAliveTimeout = 65000;
 server.listen(port, '127.0.0.1', () => {
-  console.log(`peer oidc-provider ${issuer} ready (client ${clientId}, ${userCount} users)`);
+  console.log(`peer oidc-provider ${issuer} ready (${store} store, client ${clientId}, ${userCount} users)`);
 });
