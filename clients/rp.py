@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,13 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import Flask, abort, flash, redirect, render_template, request, session, url_for
 from flask_wtf import CSRFProtect
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCOPE = "openid profile email"
-SHOWN_CLAIMS = ("name", "email", "tenant", "roles", "amr", "auth_time", "sub")
+SHOWN_CLAIMS = ("name", "email", "tenant", "roles", "amr", "acr", "auth_time", "sub", "sid")
 
 
 class NotConfigured(RuntimeError):
@@ -108,6 +111,57 @@ class SignIns:
             else:
                 self._by_browser.get(self._browser(), {}).pop(slug, None)
 
+    def drop_ended(self, slug: str, *, sid: str | None, sub: str | None) -> int:
+        """Back-channel logout: forget, in every browser, the tenant's sign-ins that came from the
+        IdP sign-in `sid` (or, without one, every sign-in of `sub`). Returns how many."""
+        dropped = 0
+        with self._lock:
+            for signins in self._by_browser.values():
+                claims = (signins.get(slug) or {}).get("claims", {})
+                if claims and ((sid and claims.get("sid") == sid) or (not sid and sub and claims.get("sub") == sub)):
+                    signins.pop(slug)
+                    dropped += 1
+        return dropped
+
+
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+class InvalidLogoutToken(Exception):
+    pass
+
+
+def validate_logout_token(token: str, *, issuer: str, client_id: str, jwks_of) -> dict:
+    """What an RP checks of a logout token (OpenID Connect Back-Channel Logout 1.0 section 2.6): its
+    signature against the IdP's JWKS (fetched afresh once for a key not seen yet), typ logout+jwt,
+    iss, aud, a recent iat, the logout event, sid or sub, and no nonce."""
+    if not token or len(token) > 10_000:
+        raise InvalidLogoutToken("missing logout_token")
+    try:
+        header = jws.extract_compact(token.encode()).protected
+        keys = KeySet.import_key_set(jwks_of(False))
+        if header.get("kid") not in {key.kid for key in keys.keys}:
+            keys = KeySet.import_key_set(jwks_of(True))
+        decoded = jwt.decode(token, keys, algorithms=["RS256"])
+    except (JoseError, ValueError) as error:
+        raise InvalidLogoutToken(f"not a valid token: {error}") from None
+    claims = decoded.claims
+    if decoded.header.get("typ") != "logout+jwt":
+        raise InvalidLogoutToken("typ is not logout+jwt")
+    try:
+        jwt.JWTClaimsRegistry(leeway=60, iss={"essential": True, "value": issuer},
+                              aud={"essential": True, "value": client_id}, iat={"essential": True},
+                              exp={"essential": False}).validate(claims)
+    except JoseError as error:
+        raise InvalidLogoutToken(str(error)) from None
+    if abs(time.time() - claims["iat"]) > 300:
+        raise InvalidLogoutToken("iat is not recent")
+    if LOGOUT_EVENT not in (claims.get("events") or {}) or "nonce" in claims:
+        raise InvalidLogoutToken("not a logout token")
+    if not (claims.get("sid") or claims.get("sub")):
+        raise InvalidLogoutToken("neither sid nor sub")
+    return claims
+
 
 def create_rp_app(kind: str, title: str, *, clients_file: Path | None = None) -> Flask:
     issuer, registrations = load_registrations(kind, clients_file)
@@ -124,7 +178,7 @@ def create_rp_app(kind: str, title: str, *, clients_file: Path | None = None) ->
         RP_TITLE=title,
         RP_ISSUER=issuer,
     )
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     oauth = OAuth(app)
     for reg in registrations:
         oauth.register(
@@ -212,6 +266,33 @@ def create_rp_app(kind: str, title: str, *, clients_file: Path | None = None) ->
             )
         except (requests.RequestException, RuntimeError):
             return _idp_unreachable(reg)
+
+    jwks_cache: dict = {}
+
+    def jwks_of(slug: str):
+        def fetch(fresh: bool) -> dict:
+            if fresh or slug not in jwks_cache:
+                jwks_cache[slug] = oauth.create_client(slug).fetch_jwk_set(force=True)
+            return jwks_cache[slug]
+
+        return fetch
+
+    @app.route("/<slug>/backchannel-logout", methods=["POST"])
+    @csrf.exempt
+    def backchannel_logout(slug: str):
+        """The IdP tells us a sign-in ended (OpenID Connect Back-Channel Logout 1.0): forget every
+        session of ours that came from it, in every browser."""
+        reg = registration(slug)
+        try:
+            claims = validate_logout_token(request.form.get("logout_token", ""), issuer=issuer,
+                                           client_id=reg.client_id, jwks_of=jwks_of(slug))
+        except (InvalidLogoutToken, requests.RequestException) as error:
+            app.logger.warning("refused a logout token: %s", error)
+            return {"error": "invalid_request", "error_description": str(error)}, 400
+        signins.drop_ended(slug, sid=claims.get("sid"), sub=claims.get("sub"))
+        response = app.response_class("", status=200)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     def _idp_unreachable(reg: Registration):
         return render_template("unreachable.html", reg=reg), 502

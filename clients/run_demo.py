@@ -1,6 +1,6 @@
-"""`make run`'s foreground process: the IdP on :5000 and the demo apps on :5001 and :5002.
+"""`make run`'s foreground process: the IdP on :5000, its background worker, and the demo apps on :5001 and :5002.
 
-Ctrl-C (or SIGTERM) stops all three; if one of them dies (a port already in
+Ctrl-C (or SIGTERM) stops all four; if one of them dies (a port already in
 use, say), the others are stopped too and the exit code is non-zero."""
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def _commands(host: str) -> list[tuple[str, list[str]]]:
     return [
         ("identity provider", [python, "-c", "from idp.cli import main; main()", "serve",
                                "--host", host, "--port", str(IDP_PORT)]),
+        # Delivers back-channel logout notices: signing out in one app ends the other apps' sessions.
+        ("background worker", [python, "-c", "from idp.cli import main; main()", "worker"]),
         ("school app", [python, "-m", "clients.school_app", "--host", host, "--port", str(SCHOOL_PORT)]),
         ("StaffSafe app", [python, "-m", "clients.staffsafe_app", "--host", host, "--port", str(STAFFSAFE_PORT)]),
     ]
@@ -60,7 +62,7 @@ def _stop(processes) -> None:
 
 
 def _banner(host: str) -> str:
-    lines = ["", "Everything is up. Press Ctrl-C to stop all three servers.", ""]
+    lines = ["", "Everything is up. Press Ctrl-C to stop the servers and the worker.", ""]
     lines.append(f"  Identity provider   http://{host}:{IDP_PORT}/.well-known/openid-configuration")
     try:
         clients = json.loads(Path(default_clients_file()).read_text())["clients"]

@@ -69,7 +69,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     # The one list of providers (names, help-page wording) for every template.
     from .accounts import providers
 
-    app.jinja_env.globals.update(providers=providers, provider_name=providers.name)
+    app.jinja_env.globals.update(providers=providers, provider_name=providers.name, local_time=_local_time)
     _register_error_pages(app)
     _register_security_headers(app)
     app.before_request(refuse_nul_characters)
@@ -83,6 +83,16 @@ def create_app(overrides: dict | None = None) -> Flask:
     # Last, so it runs before every other after-request hook (Flask runs them in reverse).
     transactions.init_app(app)
     return app
+
+
+def _local_time(value, tenant=None) -> str:
+    """Times on pages: in the school's timezone where there is one, else the platform's (IDP_TIMEZONE)."""
+    from flask import current_app
+
+    from . import clock
+
+    tz = tenant.timezone if tenant is not None else current_app.config["SETTINGS"].timezone
+    return clock.describe(value, tz)
 
 
 class _RowIdConverter(IntegerConverter):

@@ -72,21 +72,27 @@ def tenant_create(slug, name, product, timezone, require_2fa, hide_unknown_email
 @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True)
 @click.option("--public", is_flag=True, help="A public client (no secret; PKCE required)")
+@click.option("--backchannel-logout-uri", default=None, help="Where logout tokens are POSTed (Back-Channel Logout)")
+@click.option("--backchannel-logout-session-required", is_flag=True, help="The client needs sid in logout tokens")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @domain_command
-def client_register(slug, name, redirect_uris, logout_uris, public, as_json):
+def client_register(slug, name, redirect_uris, logout_uris, public, backchannel_logout_uri,
+                    backchannel_logout_session_required, as_json):
     from .oidc.registry import register_client
     from .tenants import get_tenant
 
     registered = register_client(
         get_tenant(slug), name=name, redirect_uris=list(redirect_uris),
         post_logout_redirect_uris=list(logout_uris), public=public,
+        backchannel_logout_uri=backchannel_logout_uri,
+        backchannel_logout_session_required=backchannel_logout_session_required,
     )
     client = registered.client
     data = {"client_id": client.client_id, "tenant": slug, "name": client.name,
             "redirect_uris": client.redirect_uris, "post_logout_redirect_uris": client.post_logout_redirect_uris,
-            "public": client.is_public}
+            "public": client.is_public, "backchannel_logout_uri": client.backchannel_logout_uri,
+            "backchannel_logout_session_required": client.backchannel_logout_session_required}
     text = f"client_id: {client.client_id}"
     if registered.client_secret:
         data["client_secret"] = registered.client_secret
@@ -245,6 +251,18 @@ def demo_data(school_app_url, staffsafe_app_url, as_json):
     _emit(summary, as_json, summary.get("text", "Demo data loaded"))
 
 
+@click.command("worker")
+@click.option("--once", is_flag=True, help="One round of due work, then exit (for cron or tests)")
+@click.option("--interval", default=1.0, show_default=True, type=float, help="Seconds between rounds")
+@with_appcontext
+def worker(once, interval):
+    """Deliver back-channel logout notices (and clear expired sign-ins). Run one or more anywhere:
+    they share the work through the database."""
+    from .worker import run
+
+    run(once=once, interval=interval)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -264,7 +282,7 @@ def serve(host, port):
 
 
 def register_commands(app: Flask) -> None:
-    for command in (tenant_cli, client_cli, user_cli, keys_cli, demo_data, serve):
+    for command in (tenant_cli, client_cli, user_cli, keys_cli, demo_data, worker, serve):
         app.cli.add_command(command)
 
 

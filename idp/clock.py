@@ -67,3 +67,29 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+def zone_label(tz: str) -> str:
+    """How a person names the zone: "UK time", "Dubai time"."""
+    if tz in ("Europe/London", "GB", "Europe/Belfast"):
+        return "UK time"
+    if tz in ("UTC", "Etc/UTC"):
+        return "UTC"
+    return tz.rsplit("/", 1)[-1].replace("_", " ") + " time"
+
+
+def local(value: datetime | int | float | None, tz: str) -> datetime | None:
+    """An instant (aware datetime, or seconds since the epoch) as wall-clock time in `tz`."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        value = datetime.fromtimestamp(value, timezone.utc)
+    return as_utc(value).astimezone(ZoneInfo(tz))
+
+
+def describe(value: datetime | int | float | None, tz: str) -> str:
+    """'2 March 2026, 09:05 (UK time)' for pages."""
+    shown = local(value, tz)
+    if shown is None:
+        return "–"
+    return f"{shown.day} {shown:%B %Y, %H:%M} ({zone_label(tz)})"

@@ -133,16 +133,19 @@ def _ensure_client(spec: DemoTenant, tenant, base_url: str, known: dict) -> dict
     client_id = demo_client_id(spec.slug)
     redirect_uri = f"{base_url}/callback"
     logout_uri = f"{base_url}/"
+    backchannel_uri = f"{base_url}/backchannel-logout"
     client = db.session.scalars(select(Client).where(Client.client_id == client_id)).first()
     secret = known.get("client_secret")
     if client is None:
         registered = register_client(tenant, name=f"{spec.name} (demo app)", redirect_uris=[redirect_uri],
-                                     post_logout_redirect_uris=[logout_uri])
+                                     post_logout_redirect_uris=[logout_uri], backchannel_logout_uri=backchannel_uri,
+                                     backchannel_logout_session_required=True)
         client = registered.client
         client.client_id = client_id
         secret = registered.client_secret
     else:
-        update_client(client, redirect_uris=[redirect_uri], post_logout_redirect_uris=[logout_uri])
+        update_client(client, redirect_uris=[redirect_uri], post_logout_redirect_uris=[logout_uri],
+                      backchannel_logout_uri=backchannel_uri, backchannel_logout_session_required=True)
         if not (secret and secret_matches(secret, client.secret_hash)):
             # The instance file was lost (or belongs to another database): issue a new secret.
             secret = rotate_secret(client)

@@ -12,7 +12,7 @@ from .errors import Conflict, InvalidInput, NotFound
 from .extensions import db
 from .models import Tenant
 from .models.base import check_length
-from .models.tenants import PRODUCTS, REQUIRE_2FA_VALUES
+from .models.tenants import DEFAULT_SESSION_IDLE_TIMEOUT, DEFAULT_SESSION_MAX_AGE, PRODUCTS, REQUIRE_2FA_VALUES
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -46,11 +46,14 @@ def create_tenant(
     timezone: str | None = None,
     require_2fa: str = "off",
     hide_unknown_email: bool = False,
+    session_max_age: int = DEFAULT_SESSION_MAX_AGE,
+    session_idle_timeout: int = DEFAULT_SESSION_IDLE_TIMEOUT,
 ) -> Tenant:
     slug = (slug or "").strip().lower()
     _validate(slug, product, require_2fa)
     name = _name(name)
     timezone = validate_timezone(timezone or current_app.config["SETTINGS"].timezone)
+    _validate_lifetimes(session_max_age, session_idle_timeout)
     if find_tenant(slug) is not None:
         raise Conflict(f"A tenant with slug {slug!r} already exists", field="slug")
     tenant = Tenant(
@@ -60,6 +63,8 @@ def create_tenant(
         timezone=timezone,
         require_2fa=require_2fa,
         hide_unknown_email=hide_unknown_email,
+        session_max_age=session_max_age,
+        session_idle_timeout=session_idle_timeout,
     )
     db.session.add(tenant)
     db.session.flush()
@@ -73,13 +78,28 @@ def _name(name: str | None) -> str:
     return check_length(name, Tenant.name, field="name", label="The name")
 
 
+#: What a school may choose for its sign-ins (seconds): at least a lesson, at most a day.
+SESSION_MAX_AGE_RANGE = (15 * 60, 24 * 3600)
+SESSION_IDLE_RANGE = (5 * 60, 24 * 3600)
+
+
+def _validate_lifetimes(max_age: int | None, idle: int | None) -> None:
+    for value, (low, high), field, what in ((max_age, SESSION_MAX_AGE_RANGE, "session_max_age", "last"),
+                                            (idle, SESSION_IDLE_RANGE, "session_idle_timeout", "stay unused")):
+        if value is not None and not (isinstance(value, int) and low <= value <= high):
+            raise InvalidInput(f"Sign-ins may {what} between {low // 60} minutes and {high // 3600} hours",
+                               field=field)
+
+
 def update_tenant(tenant: Tenant, **changes) -> Tenant:
     if "name" in changes:
         changes["name"] = _name(changes["name"])
     _validate(None, changes.get("product"), changes.get("require_2fa"))
     if "timezone" in changes:
         validate_timezone(changes["timezone"])
-    for key in ("name", "product", "timezone", "require_2fa", "hide_unknown_email"):
+    _validate_lifetimes(changes.get("session_max_age"), changes.get("session_idle_timeout"))
+    for key in ("name", "product", "timezone", "require_2fa", "hide_unknown_email", "session_max_age",
+                "session_idle_timeout"):
         if key in changes and changes[key] is not None:
             setattr(tenant, key, changes[key])
     db.session.flush()

@@ -28,11 +28,24 @@ def safe_next(url: str | None) -> str | None:
     return url
 
 
+NO_SUCH_SCHOOL = "There is no CPOMS system at this address. Please check your school's CPOMS URL."
+
+
 def tenant_or_404(slug: str) -> Tenant:
     tenant = find_tenant(slug)
     if tenant is None:
-        abort(404, description="There is no CPOMS system at this address. Please check your school's CPOMS URL.")
+        abort(404, description=NO_SUCH_SCHOOL)
     return tenant
+
+
+def login_page_or_404(slug: str):
+    """The school's login page facts (directory.LoginPage) in one statement, or a 404."""
+    from .accounts.directory import login_page
+
+    page = login_page(slug)
+    if page is None:
+        abort(404, description=NO_SUCH_SCHOOL)
+    return page
 
 
 def refuse_nul_characters() -> None:

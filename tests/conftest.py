@@ -95,6 +95,7 @@ def app(migrated, tmp_path, app_overrides):
 
         g.pop("csrf_token", None)
         g.pop("_login_user", None)
+        g.pop("idp_sign_ins", None)
         db.session.expire_all()
 
     with app.app_context():

@@ -36,3 +36,7 @@ class SecondFactorForm(FlaskForm):
         ],
         render_kw={"autocomplete": "one-time-code", "spellcheck": "false", "autocapitalize": "characters"},
     )
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something (sign out a browser): just the CSRF token."""

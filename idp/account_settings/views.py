@@ -1,4 +1,5 @@
-"""Account settings > Security keys: enrol, list and remove authenticator devices; recovery codes.
+"""Account settings: Security (enrol, list and remove authenticators; recovery codes) and Where
+you're signed in (the person's browser sign-ins, ended one by one or all but this one).
 
 `?tenant=<slug>` gives the page its school's chrome and policy message; `?next=` continues an
 interrupted sign-in or authorization after an enrolment the school requires."""
@@ -7,28 +8,30 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
+from .. import audit
 from ..accounts import directory, mfa
-from ..auth.session import add_factors, current_sign_in
+from ..accounts import sessions as account_sessions
+from ..auth import session
 from ..errors import NotAllowed, RateLimited
 from ..tenants import find_tenant
 from ..web import client_ip, safe_next
-from .forms import DeviceNameForm, EnrolmentCodeForm, SecondFactorForm
+from .forms import ActionForm, DeviceNameForm, EnrolmentCodeForm, SecondFactorForm
 
 bp = Blueprint("account_settings", __name__)
 
 
 class _Page:
-    """Who is signed in, in which school's context, and where to go afterwards."""
+    """Who is signed in (through the one gate), in which school's context, and where to go afterwards."""
 
     def __init__(self):
-        self.signed_in = current_sign_in()
-        self.account = self.signed_in.account if self.signed_in else None
         slug = request.args.get("tenant")
         tenant = find_tenant(slug) if slug else None
-        self.membership = directory.active_membership(self.account, tenant) if tenant and self.account else None
-        self.tenant = tenant if self.membership is not None or self.account is None else None
+        self.signed_in = session.guard(tenant, member=False)
+        self.account = self.signed_in.account
+        self.membership = directory.active_membership(self.account, tenant) if tenant is not None else None
+        self.tenant = tenant if self.membership is not None else None
         self.next_url = safe_next(request.args.get("next"))
 
     @property
@@ -41,40 +44,23 @@ class _Page:
             return self.next_url
         return url_for("auth.home", slug=self.tenant.slug) if self.tenant else None
 
-    def sign_in_first(self):
-        if self.tenant is not None:
-            here = request.full_path.rstrip("?") if request.method == "GET" else url_for("account_settings.security", **self.params)
-            return redirect(url_for("auth.login", slug=self.tenant.slug, next=here))
-        return render_template(
-            "error.html", title="Sign in first",
-            message="Sign in through your school's CPOMS URL, then open Account settings > Security keys.",
-        ), 401
-
     def step_up_first(self):
         """An enrolled account adds keys only from a sign-in that used one: otherwise a stolen
         password alone could add the thief's phone and pass every later 2FA check."""
         if not self.account.mfa_enrolled or self.signed_in.has_second_factor:
             return None
-        tenant = self.tenant or next((m.tenant for m in self.account.memberships if m.is_usable), None)
-        if tenant is None:
-            return self.render("error.html", 403, title="Access denied",
-                               message="Your account has no access to any school.")
-        here = url_for("account_settings.security", tenant=tenant.slug, next=self.next_url)
-        return redirect(url_for("auth.second_factor", slug=tenant.slug, next=here))
+        return redirect(session.where_to_meet("verify", self.tenant, url_for("account_settings.security", **self.params)))
 
     def render(self, template: str, status: int = 200, **context):
         return render_template(template, tenant=self.tenant, account=self.account, page=self, **context), status
 
 
 def signed_in_page(view):
-    """The view is given the page; with nobody signed in, the person is sent to sign in first."""
+    """The view is given the page; the gate sends anyone not signed in to sign in first."""
 
     @functools.wraps(view)
     def wrapper(**kwargs):
-        page = _Page()
-        if page.signed_in is None:
-            return page.sign_in_first()
-        return view(page, **kwargs)
+        return view(_Page(), **kwargs)
 
     return wrapper
 
@@ -130,7 +116,7 @@ def confirm_device(page: _Page, device_id: int):
             form.code.errors.append(wrong.message)
         else:
             # The new key's code proves possession: this sign-in now has its second factor too.
-            add_factors(mfa.SECOND_FACTOR_AMR)
+            session.add_factors(page.signed_in, mfa.SECOND_FACTOR_AMR)
             if codes:
                 return page.render("account_settings/recovery_codes.html", codes=codes, first=True)
             flash(f"Security key ‘{device.name}’ added.")
@@ -188,3 +174,40 @@ def recovery_codes(page: _Page):
         status = 400
     return page.render("account_settings/regenerate.html", status, form=form,
                        recovery_left=mfa.remaining_recovery_codes(page.account))
+
+
+# --------------------------------------------------------------------------- where you're signed in
+
+
+@bp.route("/account/sessions")
+@signed_in_page
+def sessions(page: _Page):
+    rows = account_sessions.of_account(page.account)
+    return page.render("account_settings/sessions.html", rows=rows, this_sid=page.signed_in.sid,
+                       form=ActionForm(), notice=request.args.get("done"))
+
+
+@bp.route("/account/sessions/<int:session_id>/end", methods=["POST"])
+@signed_in_page
+def end_session(page: _Page, session_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    ended = account_sessions.end_one(page.account, session_id, ip=client_ip())
+    if ended is None:
+        abort(404, description="That sign-in has already ended.")
+    if ended.sid == page.signed_in.sid:
+        session.sign_out()
+        flash("You have signed out of CPOMS on this browser.", "success")
+        return redirect(session.login_url(page.tenant, None))
+    return redirect(url_for("account_settings.sessions", done="ended", **page.params))
+
+
+@bp.route("/account/sessions/end-others", methods=["POST"])
+@signed_in_page
+def end_other_sessions(page: _Page):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    account_sessions.end_of_account(page.account, reason="signed out everywhere else", keep=page.signed_in.row)
+    audit.record(audit.SESSION_ENDED, tenant=page.tenant, actor=page.account, subject=page.account, ip=client_ip(),
+                 which="every other")
+    return redirect(url_for("account_settings.sessions", done="others", **page.params))

@@ -10,6 +10,8 @@ New accounts are made here too (`create_account`); what an existing account may 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import exists, select
 from sqlalchemy.orm import joinedload, undefer
 
@@ -79,13 +81,14 @@ def email_taken(provider: str, email: str, tenant: Tenant | None = None, *, othe
     return db.session.scalar(query.limit(1)) is not None
 
 
-def find_account(tenant: Tenant, provider: str, email: str) -> Account | None:
+def find_account(tenant: Tenant | None, provider: str, email: str) -> Account | None:
     """The account that `email` names on `tenant`'s login page for `provider` (its membership may be
-    deactivated or waiting for acceptance: the caller asks `active_membership`)."""
-    if provider not in providers.KEYS:
+    deactivated or waiting for acceptance: the caller asks `may_sign_in`), or on the platform's
+    own sign-in page (`tenant` None: SSO accounts only)."""
+    if provider not in providers.KEYS or (tenant is None and provider != "sso"):
         return None
     query = select(Account).where(*_holder(provider, email, tenant), Account.retired.is_(False))
-    if provider == "sso":
+    if provider == "sso" and tenant is not None:
         query = query.join(Membership, Membership.account_id == Account.id).where(Membership.tenant_id == tenant.id)
     # Memberships come in the same statement: the login checks the usable membership next.
     query = query.options(joinedload(Account.memberships), undefer(Account.mfa_enrolled))
@@ -111,24 +114,47 @@ def active_membership(account: Account | None, tenant: Tenant) -> Membership | N
     return membership
 
 
-def page_provider(tenant: Tenant, requested: str | None) -> tuple[str, bool]:
-    """The provider a tenant's login and reset pages show, and whether they offer the switch.
+def may_sign_in(account: Account | None, tenant: Tenant | None) -> bool:
+    """Whether the account may sign in on `tenant`'s login page (a usable member), or on the
+    platform's own sign-in page (an SSO account that is an operator or may use some school)."""
+    if account is None or account.retired:
+        return False
+    if tenant is not None:
+        return active_membership(account, tenant) is not None
+    return account.provider == "sso" and (account.is_operator or any(m.is_usable for m in account.memberships))
 
-    The switch exists only where the tenant has SSO users (help page). Unless the person
-    chose, a tenant whose members are all SSO (typically StaffSafe) opens on SSO."""
-    has_sso, has_identity = db.session.execute(
-        select(
-            exists().where(
-                Membership.tenant_id == tenant.id, Membership.account_id == Account.id, Account.provider == "sso",
-            ),
-            exists().where(Account.provider == "identity", Account.tenant_id == tenant.id),
-        )
-    ).one()
-    if not has_sso:
-        return "identity", False
-    if requested in providers.KEYS:
-        return requested, True
-    return ("identity" if has_identity else "sso"), True
+
+@dataclass(frozen=True)
+class LoginPage:
+    """A school's login (or reset) page: the school, and which providers its members use."""
+
+    tenant: Tenant
+    has_sso: bool
+    has_identity: bool
+
+    def provider(self, requested: str | None) -> tuple[str, bool]:
+        """The provider the page shows, and whether it offers the switch. The switch exists only
+        where the school has SSO users (help page). Unless the person chose, a school whose members
+        are all SSO (typically StaffSafe) opens on SSO."""
+        if not self.has_sso:
+            return "identity", False
+        if requested in providers.KEYS:
+            return requested, True
+        return ("identity" if self.has_identity else "sso"), True
+
+
+def login_page(slug: str) -> LoginPage | None:
+    """The school named `slug` and its providers, in one statement (the login page's only read)."""
+    has_sso = exists().where(Membership.tenant_id == Tenant.id, Membership.account_id == Account.id,
+                             Account.provider == "sso").correlate(Tenant)
+    has_identity = exists().where(Account.provider == "identity", Account.tenant_id == Tenant.id).correlate(Tenant)
+    row = db.session.execute(select(Tenant, has_sso, has_identity).where(Tenant.slug == slug)).first()
+    return LoginPage(*row) if row is not None else None
+
+
+def page_provider(tenant: Tenant, requested: str | None) -> tuple[str, bool]:
+    """`LoginPage.provider` for a school already loaded."""
+    return login_page(tenant.slug).provider(requested)
 
 
 def create_account(

@@ -24,7 +24,7 @@ from ..extensions import db
 from ..mail import messages
 from ..models import Account, Membership, MfaDevice, RecoveryCode, Tenant
 from ..oidc import tokens
-from . import directory, providers
+from . import directory, providers, sessions
 
 SHARED_SSO_MESSAGE = (
     "This CPOMS SSO account is also used for other CPOMS systems, so only CPOMS support can change its {what}."
@@ -111,18 +111,20 @@ def _refuse_unless(reason: str | None, field: str | None = None) -> None:
 
 def end_sign_ins(account: Account, *, tenant: Tenant | None = None, reason: str,
                  authority: Authority | None = None) -> int:
-    """End the account's sign-ins: everywhere (`tenant` None), or at `tenant`'s applications only.
-
-    Its tokens (for that tenant's clients, or all) are revoked. Its browser sessions end too, unless
-    only one school's sign-ins end and the account is also used elsewhere (that school alone cannot
-    sign the person out of the others; its own applications stop accepting them at once)."""
+    """The one way an account's sign-ins end: everywhere (`tenant` None), or at `tenant`'s
+    applications only. Its tokens (for that tenant's clients, or all) are revoked, and the clients
+    that received tokens in its browser sign-ins are told (back-channel logout). The browser
+    sign-ins end too, unless only one school's sign-ins end and the account is also used
+    elsewhere: that school cannot sign the person out of the others, so its own applications stop
+    accepting those sign-ins instead (sessions.end_at_tenant)."""
     authority = authority or Authority.command_line()
-    revoked = tokens.revoke(account=account, tenant=tenant)
     if tenant is None or not belongs_elsewhere(account, tenant):
-        account.session_epoch = (account.session_epoch or 0) + 1
-    if revoked:
-        audit.record(audit.TOKEN_REVOKED, tenant=tenant, actor=authority.actor, subject=account, ip=authority.ip,
-                     count=revoked, reason=reason)
+        sessions.end_of_account(account, reason=reason)
+    else:
+        sessions.end_at_tenant(account, tenant, reason=reason)
+    revoked = tokens.revoke(account=account, tenant=tenant)
+    audit.record(audit.SIGN_INS_ENDED, tenant=tenant, actor=authority.actor, subject=account, ip=authority.ip,
+                 reason=reason, tokens_revoked=revoked)
     db.session.flush()
     return revoked
 
@@ -493,7 +495,7 @@ def revive_identity_account(account: Account, name: str) -> Account:
     account.retired = False
     account.password_hash = None
     account.email_verified_at = None
-    account.session_epoch = (account.session_epoch or 0) + 1
+    sessions.end_of_account(account, reason="local account revived")
     remove_second_factors(account)
     if name:
         account.name = name
@@ -509,5 +511,5 @@ def retire(account: Account) -> None:
 
     account.retired = True
     account.password_hash = None
-    account.session_epoch = (account.session_epoch or 0) + 1
+    sessions.end_of_account(account, reason="account retired")
     links.void_links(account, purposes=links.ALL_PURPOSES)

@@ -28,7 +28,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from .. import audit, clock
 from ..errors import DomainError, NotAllowed, NotFound, RateLimited
 from ..extensions import db
-from ..models import Account, Membership, MfaDevice, RecoveryCode, Tenant
+from ..models import Account, BrowserSession, Membership, MfaDevice, RecoveryCode, Tenant
 from ..models.base import check_length, hash_secret
 from ..ratelimits import MFA_PER_ACCOUNT, Throttle
 from ..transactions import commit_now
@@ -49,9 +49,6 @@ RECOVERY_CODE_COUNT = 10
 #: 10 base32 characters = 50 bits each: not guessable within any throttle.
 RECOVERY_CODE_LENGTH = 10
 MAX_DEVICES = 10
-#: How long a correct password waits for its second step, and where the login view keeps that wait.
-PENDING_TTL = 10 * 60
-PENDING_SESSION_KEY = "mfa_pending"
 
 #: Recovery codes stay usable while authenticator codes are locked, under their own, looser limit.
 RECOVERY_PER_ACCOUNT = Throttle("mfa-recovery-account", "10 per hour; 30 per day")
@@ -103,7 +100,7 @@ def operator_requirement(account: Account, amr) -> str | None:
     "verify" one in this sign-in, or None. Operators see every school, so a password never suffices."""
     if not is_enrolled(account):
         return "enrol"
-    if "otp" not in (amr or ()):
+    if not is_second_factor(amr):
         return "verify"
     return None
 
@@ -125,10 +122,15 @@ def tenants_requiring(account: Account) -> list[Tenant]:
     return [m.tenant for m in account.memberships if policy_covers(m.tenant, m)]
 
 
+def is_second_factor(amr) -> bool:
+    """Whether a sign-in of these methods (RFC 8176) included a second factor."""
+    return "otp" in (amr or ())
+
+
 def sign_in_requirement(account, membership, amr, acr_2fa_requested: bool = False) -> str | None:
     """What must happen before `account` may use `membership`'s tenant with a sign-in of `amr`:
     None (nothing), "verify" (enter a code from an enrolled device) or "enrol" (set up a device first)."""
-    if "otp" in (amr or ()):
+    if is_second_factor(amr):
         return None
     # Loaded with the account (no extra query); the write paths below ask is_enrolled() afresh.
     if account.mfa_enrolled:
@@ -140,25 +142,22 @@ def sign_in_requirement(account, membership, amr, acr_2fa_requested: bool = Fals
     return None
 
 
-def nothing_more_needed_criteria(amr, acr_2fa_requested: bool = False) -> list | None:
-    """sign_in_requirement's None, as SQL criteria over Account, its Membership and that
-    membership's Tenant, for a statement that must decide without loading the account first
-    (authorize's one-statement path; the policy is read from the row, never from a cache).
-    [] where nothing is needed whatever the rows say; None where a second factor is needed
-    whatever they say; otherwise criteria true exactly for the rows that need nothing more."""
-    if "otp" in (amr or ()):
-        return []
+def nothing_more_needed_criteria(acr_2fa_requested: bool = False) -> list:
+    """sign_in_requirement's None, as SQL criteria over a BrowserSession, its Account, that
+    account's Membership and that membership's Tenant, for a statement that must decide without
+    loading any of them first (authorize's one statement; the policy is read from the row, never
+    from a cache): true exactly for the sign-ins that need no second factor first."""
     if acr_2fa_requested:
-        return None
+        return [BrowserSession.second_factor.is_(True)]
     policy = func.coalesce(Tenant.require_2fa, "off")
-    return [
-        ~Account.mfa_enrolled,
-        or_(policy == "off", and_(policy == "admins", Membership.role != "admin")),
-    ]
+    return [or_(
+        BrowserSession.second_factor.is_(True),
+        and_(~Account.mfa_enrolled, or_(policy == "off", and_(policy == "admins", Membership.role != "admin"))),
+    )]
 
 
 def acr_for(amr) -> str:
-    return ACR_2FA if "otp" in (amr or ()) else ACR_PASSWORD
+    return ACR_2FA if is_second_factor(amr) else ACR_PASSWORD
 
 
 # --- secrets at rest --------------------------------------------------------------------------------------
@@ -458,34 +457,3 @@ def _failed(account, tenant, ip, purpose, reason) -> None:
     audit.record(audit.MFA_FAILED, tenant=tenant, actor=account, subject=account, outcome="failure", ip=ip,
                  purpose=purpose, reason=reason)
     commit_now(because="a refused code is recorded though the page refuses it")
-
-
-# --- the pending second step (kept by the login view in the signed session cookie) ----------------------
-
-
-def pending_marker(account: Account, tenant: Tenant, provider: str, next_url: str | None) -> dict:
-    """What the login page remembers between a correct password and the code: not a sign-in."""
-    return {
-        "account_id": account.id,
-        "epoch": account.session_epoch,
-        "tenant": tenant.slug,
-        "provider": provider,
-        "next": next_url,
-        "expires": clock.timestamp() + PENDING_TTL,
-    }
-
-
-def pending_account(marker: dict | None, tenant: Tenant) -> Account | None:
-    """The account waiting for its code at `tenant`, or None (none, expired, other tenant, or
-    the account was since deactivated or had its sessions ended)."""
-    if not isinstance(marker, dict) or marker.get("tenant") != tenant.slug:
-        return None
-    if not isinstance(marker.get("expires"), int) or clock.timestamp() > marker["expires"]:
-        return None
-    account = db.session.get(Account, marker.get("account_id"))
-    if account is None or account.retired or account.session_epoch != marker.get("epoch"):
-        return None
-    membership = account.membership_in(tenant.id)
-    if membership is None or not membership.is_usable:
-        return None
-    return account

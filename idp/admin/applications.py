@@ -32,11 +32,15 @@ def register_application(
     public: bool,
     actor: Account | None,
     ip: str | None = None,
+    backchannel_logout_uri: str | None = None,
+    backchannel_logout_session_required: bool = False,
 ):
     """Register a client; the returned secret is shown once and only its hash is kept."""
     registered = registry.register_client(
         tenant, name=name, redirect_uris=redirect_uris,
         post_logout_redirect_uris=post_logout_redirect_uris, public=public,
+        backchannel_logout_uri=backchannel_logout_uri,
+        backchannel_logout_session_required=backchannel_logout_session_required,
     )
     audit.record(audit.CLIENT_REGISTERED, tenant=tenant, actor=actor, ip=ip,
                  client_id=registered.client.client_id, name=registered.client.name, public=public)
@@ -52,14 +56,18 @@ def update_application(
     post_logout_redirect_uris: list[str],
     actor: Account | None,
     ip: str | None = None,
+    backchannel_logout_uri: str | None = None,
+    backchannel_logout_session_required: bool = False,
 ) -> Client:
     client = registry.tenant_client(tenant, client_id)
     before = client.client_metadata
     registry.update_client(
-        client, name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout_redirect_uris
+        client, name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout_redirect_uris,
+        backchannel_logout_uri=backchannel_logout_uri,
+        backchannel_logout_session_required=backchannel_logout_session_required,
     )
     after = client.client_metadata
-    changed = sorted(k for k in after if after[k] != before[k])
+    changed = sorted(k for k in after.keys() | before.keys() if after.get(k) != before.get(k))
     if changed:
         audit.record(audit.CLIENT_CHANGED, tenant=tenant, actor=actor, ip=ip, client_id=client.client_id,
                      changed=changed)

@@ -8,6 +8,7 @@ from wtforms import (
     BooleanField,
     EmailField,
     HiddenField,
+    IntegerField,
     RadioField,
     SelectChoice,
     SelectField,
@@ -20,6 +21,7 @@ from ..accounts import providers
 from ..models import Account, Client, Tenant
 from ..models.accounts import ROLE_NAMES
 from ..models.base import column_length
+from ..models.tenants import DEFAULT_SESSION_IDLE_TIMEOUT, DEFAULT_SESSION_MAX_AGE
 
 ROLE_CHOICES = [SelectChoice(role, label) for role, label in ROLE_NAMES.items()]
 PROVIDER_CHOICES = [SelectChoice(provider.key, provider.name) for provider in providers.ALL]
@@ -82,6 +84,9 @@ class ClientForm(FlaskForm):
                                                                Length(max=20000)])
     post_logout_redirect_uris = TextAreaField("Post-logout redirect URIs", validators=[Optional(),
                                                                                        Length(max=20000)])
+    backchannel_logout_uri = StringField("Back-channel logout URI", validators=[
+        Optional(), Length(max=column_length(Client.backchannel_logout_uri))], render_kw={"spellcheck": "false"})
+    backchannel_logout_session_required = BooleanField("The application needs the sign-in's sid in logout tokens")
 
 
 class NewClientForm(ClientForm):
@@ -117,6 +122,10 @@ class TenantForm(FlaskForm):
                                       SelectChoice("everyone", "Required for everyone")],
                              default="off", validators=[DataRequired("Choose a two-step verification policy")])
     hide_unknown_email = BooleanField("Do not reveal whether an email address has an account")
+    session_max_age = IntegerField("Sign-ins last at most (minutes)", default=DEFAULT_SESSION_MAX_AGE // 60,
+                                   validators=[DataRequired("Enter how long sign-ins may last, in minutes")])
+    session_idle_timeout = IntegerField("Sign out after unused for (minutes)", default=DEFAULT_SESSION_IDLE_TIMEOUT // 60,
+                                        validators=[DataRequired("Enter after how many unused minutes to sign out")])
 
 
 class NewTenantForm(TenantForm):

@@ -7,23 +7,19 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from .. import audit, tenants
+from ..accounts import lifecycle
 from ..errors import NotAllowed, NotFound
 from ..extensions import db
-from ..models import Account, Client, Membership, Tenant
+from ..models import Account, Client, Membership, Tenant, normalise_email
 
-TENANT_FIELDS = ("name", "product", "timezone", "require_2fa", "hide_unknown_email")
+TENANT_FIELDS = ("name", "product", "timezone", "require_2fa", "hide_unknown_email", "session_max_age",
+                 "session_idle_timeout")
 
 
 def require_operator(account: Account | None) -> Account:
     if account is None or account.retired or not account.is_operator:
         raise NotAllowed("Only CPOMS platform operators can manage tenants.")
     return account
-
-
-def home_tenant(account: Account) -> Tenant | None:
-    """The school whose pages an operator's sign-in steps (second factor, enrolment) are shown in."""
-    usable = sorted((m for m in account.memberships if m.is_usable), key=lambda m: m.id)
-    return usable[0].tenant if usable else None
 
 
 @dataclass
@@ -65,3 +61,27 @@ def update_tenant(slug: str, *, actor: Account | None, ip: str | None = None, **
     if changes:
         audit.record(audit.TENANT_CHANGED, tenant=tenant, actor=actor, ip=ip, changes=changes)
     return tenant
+
+
+def find_people(email: str) -> list[Account]:
+    """Every account with this address (an SSO account, and Identity accounts at any school), with
+    their memberships: what an operator needs to help a person."""
+    email = normalise_email(email)
+    if not email:
+        return []
+    return list(db.session.scalars(
+        select(Account).where(Account.email == email).order_by(Account.provider, Account.id)
+    ))
+
+
+def get_person(account_id) -> Account:
+    account = db.session.get(Account, account_id) if isinstance(account_id, int) else None
+    if account is None:
+        raise NotFound("No such account")
+    return account
+
+
+def end_person_sign_ins(account: Account, *, actor: Account | None, ip: str | None = None) -> int:
+    """An operator ends every sign-in of the person, at every school."""
+    return lifecycle.end_sign_ins(account, reason="ended by a platform operator",
+                                  authority=lifecycle.Authority(actor=actor, ip=ip))

@@ -171,6 +171,16 @@ def add_member(tenant: Tenant, *, email: str, name: str, role: str, provider: st
                                 authority=authority(tenant, actor, ip), mail=mail)
 
 
+def end_member_sign_ins(tenant: Tenant, member_id, *, actor: Account | None, ip: str | None = None) -> Member:
+    """End the member's sign-ins at this school's applications without deactivating them: their
+    tokens here are revoked, this school's applications are told (back-channel logout), and they
+    sign in again to use them. (Their other schools' sign-ins are not this school's to end.)"""
+    member = get_member(tenant, member_id)
+    lifecycle.end_sign_ins(member.account, tenant=tenant, reason="ended by the school's administrator",
+                           authority=authority(tenant, actor, ip))
+    return member
+
+
 def withdraw_invitation(tenant: Tenant, member_id, *, actor: Account | None, ip: str | None = None) -> Member:
     member = get_member(tenant, member_id)
     lifecycle.withdraw_invitation(member.membership, authority(tenant, actor, ip))

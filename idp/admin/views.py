@@ -12,8 +12,7 @@ from wtforms import SelectChoice
 
 from ..accounts import mfa
 from ..auth import session
-from ..oidc import registry
-from ..auth.views import second_factor_redirect
+from ..oidc import backchannel, registry
 from ..errors import DomainError, NotAllowed
 from ..extensions import db
 from ..web import client_ip, tenant_or_404
@@ -46,15 +45,14 @@ def _refused(error: DomainError):
 
 
 def tenant_admin(view):
-    """Tenant from the URL, then: signed in (else to the login page), active admin of it (else 403)."""
+    """Tenant from the URL, then the one gate: signed in (else its login page, then back), an active
+    admin of it (else 403), with the second factor the school asks of admins (else the code page)."""
 
     @functools.wraps(view)
     def wrapper(slug, **kwargs):
         tenant = tenant_or_404(slug)
         g.tenant = tenant
-        signed_in = session.current_sign_in()
-        if signed_in is None:
-            return redirect(url_for("auth.login", slug=tenant.slug, next=request.full_path.rstrip("?")))
+        signed_in = session.guard(tenant, member=False)
         try:
             membership = service.require_tenant_admin(tenant, signed_in.account)
         except NotAllowed as refusal:
@@ -62,7 +60,7 @@ def tenant_admin(view):
         requirement = mfa.sign_in_requirement(signed_in.account, membership, signed_in.amr)
         if requirement is not None:
             # The school asks admins for a second factor this sign-in has not given yet.
-            return second_factor_redirect(requirement, tenant, request.full_path.rstrip("?"))
+            return redirect(session.where_to_meet(requirement, tenant, session.here()))
         g.actor = signed_in.account
         return view(tenant, signed_in.account, **kwargs)
 
@@ -70,29 +68,26 @@ def tenant_admin(view):
 
 
 def operator_only(view):
-    """Signed in as a platform operator, with a second factor in this sign-in (enrolled on the first
-    visit if need be); a change (POST) also needs one given in the last OPERATOR_FRESH_SECONDS."""
+    """Signed in (else the platform's sign-in, then back) as a platform operator (else 403), with a
+    second factor in this sign-in (set up on the first visit if need be); a change (POST) also needs
+    one given in the last OPERATOR_FRESH_SECONDS."""
 
     @functools.wraps(view)
     def wrapper(**kwargs):
-        signed_in = session.current_sign_in()
+        signed_in = session.guard(None)
         try:
-            operators.require_operator(signed_in.account if signed_in else None)
+            operators.require_operator(signed_in.account)
         except NotAllowed as refusal:
-            hint = "" if signed_in else " Sign in through a CPOMS login page you belong to, then come back."
-            abort(403, description=refusal.message + hint)
-        home = operators.home_tenant(signed_in.account)
-        if home is None:
-            abort(403, description="Your operator account has no school to sign in through. Ask CPOMS support.")
+            abort(403, description=refusal.message)
         # Every platform form posts to the page that shows it, so after the second step the person
         # comes back to the form (and sends it again).
-        here = request.full_path.rstrip("?")
+        here = session.here()
         requirement = mfa.operator_requirement(signed_in.account, signed_in.amr)
         if requirement is not None:
-            return second_factor_redirect(requirement, home, here)
+            return redirect(session.where_to_meet(requirement, None, here))
         if request.method == "POST" and not signed_in.second_factor_within(mfa.OPERATOR_FRESH_SECONDS):
             # A platform change (every school's settings) asks for the second factor again.
-            return second_factor_redirect("verify", home, here, again=True)
+            return redirect(session.where_to_meet("verify", None, here, again=True))
         g.actor = signed_in.account
         return view(signed_in.account, **kwargs)
 
@@ -225,11 +220,16 @@ def user_provider(tenant, actor, member_id):
 @bp.route("/t/<slug>/admin/users/<int:member_id>/reset-2fa", methods=["POST"])
 @tenant_admin
 def user_reset_2fa(tenant, actor, member_id):
+    return _member_button(tenant, actor, member_id, service.reset_second_factor, done="2fa")
+
+
+def _member_button(tenant, actor, member_id, action, *, done: str):
+    """A button on a member's page (its CSRF token checked) that does `action` and comes back saying so."""
     member = service.get_member(tenant, member_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    service.reset_second_factor(tenant, member.id, actor=actor, ip=client_ip())
-    return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done="2fa"))
+    action(tenant, member.id, actor=actor, ip=client_ip())
+    return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done=done))
 
 
 @bp.route("/t/<slug>/admin/users/<int:member_id>/send-link", methods=["POST"])
@@ -247,6 +247,12 @@ def user_send_link(tenant, actor, member_id):
         return _profile(tenant, service.get_member(tenant, member_id), problem=error.message, status=error.status_code)
     done = "join_link" if member.membership.is_pending else "link"
     return redirect(url_for("admin.user", slug=tenant.slug, member_id=member.id, done=done))
+
+
+@bp.route("/t/<slug>/admin/users/<int:member_id>/end-sign-ins", methods=["POST"])
+@tenant_admin
+def user_end_sign_ins(tenant, actor, member_id):
+    return _member_button(tenant, actor, member_id, service.end_member_sign_ins, done="signed_out")
 
 
 @bp.route("/t/<slug>/admin/users/<int:member_id>/withdraw", methods=["POST"])
@@ -308,7 +314,8 @@ def import_confirm(tenant, actor):
 @tenant_admin
 def application_list(tenant, actor):
     return render_template("admin/applications.html", tenant=tenant, clients=applications.list_clients(tenant),
-                           action_form=ActionForm(), section="applications")
+                           action_form=ActionForm(), section="applications",
+                           delivery=backchannel.delivery_status(tenant))
 
 
 @bp.route("/t/<slug>/admin/applications/new", methods=["GET", "POST"])
@@ -334,6 +341,8 @@ def _client_values(form: ClientForm) -> dict:
         name=form.name.data,
         redirect_uris=applications.parse_uri_lines(form.redirect_uris.data),
         post_logout_redirect_uris=applications.parse_uri_lines(form.post_logout_redirect_uris.data),
+        backchannel_logout_uri=(form.backchannel_logout_uri.data or "").strip() or None,
+        backchannel_logout_session_required=bool(form.backchannel_logout_session_required.data),
     )
 
 
@@ -343,7 +352,9 @@ def application(tenant, actor, client_id):
     client = registry.tenant_client(tenant, client_id)
     if request.method == "GET":
         form = ClientForm(formdata=None, name=client.name, redirect_uris="\n".join(client.redirect_uris),
-                          post_logout_redirect_uris="\n".join(client.post_logout_redirect_uris))
+                          post_logout_redirect_uris="\n".join(client.post_logout_redirect_uris),
+                          backchannel_logout_uri=client.backchannel_logout_uri or "",
+                          backchannel_logout_session_required=client.backchannel_logout_session_required)
         return _application_page(tenant, client, form, notice=request.args.get("done"))
     form = ClientForm()
     if form.validate_on_submit():
@@ -361,7 +372,8 @@ def application(tenant, actor, client_id):
 
 def _application_page(tenant, client, form, notice=None):
     return render_template("admin/application.html", tenant=tenant, client=client, form=form,
-                           action_form=ActionForm(), notice=notice, section="applications")
+                           action_form=ActionForm(), notice=notice, section="applications",
+                           delivery=backchannel.delivery_status(tenant))
 
 
 @bp.route("/t/<slug>/admin/applications/<client_id>/rotate", methods=["POST"])
@@ -446,8 +458,15 @@ def add_tenant(actor):
     return render_template("admin/operators/tenant_form.html", form=form, editing=None, operator_section="tenants")
 
 
+#: The tenant form shows sign-in lifetimes in minutes; the tenant keeps seconds.
+_IN_MINUTES = ("session_max_age", "session_idle_timeout")
+
+
 def _tenant_settings(form: TenantForm) -> dict:
-    return {key: getattr(form, key).data for key in operators.TENANT_FIELDS}
+    values = {key: getattr(form, key).data for key in operators.TENANT_FIELDS}
+    for key in _IN_MINUTES:
+        values[key] = values[key] * 60 if isinstance(values[key], int) else values[key]
+    return values
 
 
 @bp.route("/admin/tenants/<tenant_slug>", methods=["GET", "POST"])
@@ -455,6 +474,9 @@ def _tenant_settings(form: TenantForm) -> dict:
 def edit_tenant(actor, tenant_slug):
     tenant = operators.get_tenant(tenant_slug)
     form = TenantForm(obj=tenant) if request.method == "GET" else TenantForm()
+    if request.method == "GET":
+        for key in _IN_MINUTES:
+            getattr(form, key).data = getattr(tenant, key) // 60
     if form.validate_on_submit():
         try:
             operators.update_tenant(tenant.slug, actor=actor, ip=client_ip(), **_tenant_settings(form))
@@ -472,3 +494,22 @@ def all_audit(actor):
     form, page = _audit_page(None)
     return render_template("admin/audit.html", tenant=None, form=form, page=page, page_args=_page_args,
                            all_tenants=True, operator_section="audit")
+
+
+@bp.route("/admin/people")
+@operator_only
+def people(actor):
+    email = (request.args.get("email") or "").strip()[:320]
+    return render_template("admin/operators/people.html", email=email,
+                           accounts=operators.find_people(email) if email else [], action_form=ActionForm(),
+                           notice=request.args.get("done"), operator_section="people")
+
+
+@bp.route("/admin/people/<int:account_id>/end-sign-ins", methods=["POST"])
+@operator_only
+def end_person_sign_ins(actor, account_id):
+    account = operators.get_person(account_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    operators.end_person_sign_ins(account, actor=actor, ip=client_ip())
+    return redirect(url_for("admin.people", email=account.email, done="signed_out"))

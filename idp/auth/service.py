@@ -46,7 +46,7 @@ class NotAccepted(DomainError):
         super().__init__(NOT_ACCEPTED_MESSAGE.format(tenant=tenant.name, email=account.email))
 
 
-def authenticate(tenant: Tenant, provider: str, email: str, password: str, *, ip: str | None) -> Account:
+def authenticate(tenant: Tenant | None, provider: str, email: str, password: str, *, ip: str | None) -> Account:
     """The account signing in, or LoginFailed / RateLimited / NotAccepted.
 
     Unknown accounts, wrong passwords, invited accounts with no password yet and
@@ -66,8 +66,8 @@ def authenticate(tenant: Tenant, provider: str, email: str, password: str, *, ip
 
     account = directory.find_account(tenant, provider, email)
     password_ok = passwords.verify_password(account.password_hash if account else None, password)
-    membership = account.membership_in(tenant.id) if account is not None else None
-    member = directory.active_membership(account, tenant)
+    membership = account.membership_in(tenant.id) if account is not None and tenant is not None else None
+    member = directory.may_sign_in(account, tenant)
 
     if not (account and password_ok and member):
         if account and password_ok and membership is not None and membership.active and membership.is_pending:
@@ -86,21 +86,21 @@ def authenticate(tenant: Tenant, provider: str, email: str, password: str, *, ip
     return account
 
 
-def _refused(event: str, tenant: Tenant, provider: str, email: str, ip: str | None, *, subject=None,
+def _refused(event: str, tenant: Tenant | None, provider: str, email: str, ip: str | None, *, subject=None,
              reason: str) -> None:
     audit.record(event, tenant=tenant, subject=subject, outcome="refused" if event == audit.LOGIN_THROTTLED
                  else "failure", ip=ip, provider=provider, email=email, reason=reason)
     commit_now(because="a refused sign-in is recorded though the page refuses it")
 
 
-def _throttle_key(tenant: Tenant, provider: str, email: str) -> tuple[str, ...]:
-    # One SSO account signs in at each of its schools: counted per school, a guesser would get
-    # a fresh allowance at every one of them. Identity accounts belong to one school anyway.
-    # `email` is already normalised (authenticate, or the stored account email).
+def _throttle_key(tenant: Tenant | None, provider: str, email: str) -> tuple[str, ...]:
+    # One SSO account signs in at each of its schools (and on the platform's page): counted per
+    # page, a guesser would get a fresh allowance at every one of them. Identity accounts belong to
+    # one school anyway. `email` is already normalised (authenticate, or the stored account email).
     return ("sso", email) if provider == "sso" else (tenant.slug, provider, email)
 
 
-def forget_failed_logins(account: Account, tenant: Tenant, *, ip: str | None = None) -> None:
+def forget_failed_logins(account: Account, tenant: Tenant | None, *, ip: str | None = None) -> None:
     """A correct password, or a password set through a link (the locked-out message sends people
     there): the account's failures are forgotten (from `ip`'s address too, when given)."""
     key = _throttle_key(tenant, account.provider, account.email)
@@ -110,5 +110,5 @@ def forget_failed_logins(account: Account, tenant: Tenant, *, ip: str | None = N
         LOGIN_PER_ACCOUNT_IP.clear(*key, ip)
 
 
-def record_sign_in(account: Account, tenant: Tenant, provider: str, amr: list[str], *, ip: str | None) -> None:
+def record_sign_in(account: Account, tenant: Tenant | None, provider: str, amr: list[str], *, ip: str | None) -> None:
     audit.record(audit.LOGIN_SUCCEEDED, tenant=tenant, actor=account, subject=account, ip=ip, provider=provider, amr=amr)

@@ -1,28 +1,41 @@
-"""The tenant's login page (provider selector), its landing page and sign-out."""
+"""The tenant's login page (provider selector), the platform's own sign-in, the second step, the
+landing page and sign-out. Who is signed in is idp.auth.session's business (the one gate)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
-from flask import session as cookie
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from ..account_settings.forms import SecondFactorForm
-from ..accounts import directory, mfa
+from ..accounts import directory, mfa, providers
 from ..errors import RateLimited
-from ..web import client_ip, safe_next, tenant_or_404
+from ..tenants import find_tenant
+from ..web import client_ip, login_page_or_404, safe_next, tenant_or_404
 from . import service, session
 from .forms import LoginForm
 
 bp = Blueprint("auth", __name__)
 
+SIGNED_OUT_MESSAGE = "You have signed out of CPOMS on this browser."
+
 
 @bp.route("/t/<slug>/login", methods=["GET", "POST"])
 def login(slug: str):
-    tenant = tenant_or_404(slug)
+    page = login_page_or_404(slug)
     form = LoginForm()
-    provider, has_sso = directory.page_provider(tenant, form.provider.data or request.args.get("provider"))
+    provider, has_sso = page.provider(form.provider.data or request.args.get("provider"))
+    return _login_page(form, page.tenant, provider, has_sso, "auth/login.html")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def platform_login():
+    """The platform's own sign-in (no school): CPOMS SSO accounts, for operators' /admin and for
+    Account settings reached without a school's address."""
+    return _login_page(LoginForm(), None, providers.SSO.key, False, "auth/platform_login.html")
+
+
+def _login_page(form: LoginForm, tenant, provider: str, has_sso: bool, template: str):
     next_url = safe_next(form.next.data or request.args.get("next"))
     error, status = None, 200
-
     if form.validate_on_submit():
         try:
             account = service.authenticate(tenant, provider, form.email.data, form.password.data, ip=client_ip())
@@ -39,22 +52,12 @@ def login(slug: str):
         # A relying party's login_hint (OIDC Core 3.1.2.1) only fills in the field.
         form.email.data = request.args["login_hint"][:320]
     notice = None
-    signed_in = session.current_sign_in()
-    if request.args.get("reason") == "not_member" and signed_in is not None:
-        notice = service.NOT_A_MEMBER_MESSAGE.format(email=signed_in.account.email, tenant=tenant.name)
-    return (
-        render_template(
-            "auth/login.html",
-            tenant=tenant,
-            form=form,
-            provider=provider,
-            has_sso=has_sso,
-            error=error,
-            notice=notice,
-            next_url=next_url,
-        ),
-        status,
-    )
+    if tenant is not None and request.args.get("reason") == "not_member":
+        signed_in = session.current_sign_in()
+        if signed_in is not None:
+            notice = service.NOT_A_MEMBER_MESSAGE.format(email=signed_in.account.email, tenant=tenant.name)
+    return render_template(template, tenant=tenant, form=form, provider=provider, has_sso=has_sso, error=error,
+                           notice=notice, next_url=next_url), status
 
 
 def after_password(account, tenant, provider: str, next_url: str | None):
@@ -62,71 +65,73 @@ def after_password(account, tenant, provider: str, next_url: str | None):
     sign-in exists; a member whom the school's 2FA policy covers, not yet enrolled, is signed in
     with the password alone and sent to enrol (clients stay closed until then, see oidc)."""
     if account.mfa_enrolled:
-        # Whoever was signed in on this browser is not, while this person gives their code.
-        session.sign_out()
-        cookie[mfa.PENDING_SESSION_KEY] = mfa.pending_marker(account, tenant, provider, next_url)
-        return redirect(url_for("auth.second_factor", slug=tenant.slug))
-    # Decided before the audit commit, which expires every loaded row (reading them again is a query each).
-    if mfa.sign_in_requirement(account, directory.active_membership(account, tenant), ["pwd"]) == "enrol":
-        onward = url_for("account_settings.security", tenant=tenant.slug, next=next_url)
-    else:
-        onward = next_url or url_for("auth.home", slug=tenant.slug)
-    session.sign_in(account, amr=["pwd"])
+        session.begin_second_step(account, tenant=tenant, provider=provider, next_url=next_url)
+        return redirect(session.where_to_meet("verify", tenant, None))
+    membership = directory.active_membership(account, tenant) if tenant is not None else None
+    enrol = (mfa.sign_in_requirement(account, membership, ["pwd"]) == "enrol"
+             if tenant is not None else mfa.operator_requirement(account, ["pwd"]) == "enrol" and account.is_operator)
+    onward = (session.where_to_meet("enrol", tenant, next_url) if enrol
+              else next_url or _landing(tenant))
+    session.sign_in(account, tenant=tenant, provider=provider, amr=["pwd"])
     service.record_sign_in(account, tenant, provider, ["pwd"], ip=client_ip())
     return redirect(onward)
 
 
-def second_factor_redirect(requirement: str, tenant, next_url: str, *, again: bool = False):
-    """Where a sign-in goes to meet `mfa.sign_in_requirement`: the code page, or enrolment.
-    `again` asks for a code even where this sign-in already gave one (a fresh confirmation)."""
-    if requirement == "verify":
-        return redirect(url_for("auth.second_factor", slug=tenant.slug, next=next_url, again=1 if again else None))
-    return redirect(url_for("account_settings.security", tenant=tenant.slug, next=next_url))
+def _landing(tenant) -> str:
+    return url_for("auth.home", slug=tenant.slug) if tenant is not None else url_for("account_settings.sessions")
 
 
 @bp.route("/t/<slug>/")
 def home(slug: str):
     tenant = tenant_or_404(slug)
-    signed_in = session.current_sign_in()
-    if signed_in is None:
-        return redirect(url_for("auth.login", slug=slug))
+    signed_in = session.guard(tenant)
     membership = directory.active_membership(signed_in.account, tenant)
-    if membership is None:
-        return redirect(url_for("auth.login", slug=slug, reason="not_member"))
     return render_template("auth/home.html", tenant=tenant, account=signed_in.account, membership=membership)
 
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    session.sign_out()
+    """The IdP's own sign-out button: this browser's sign-in ends, and the applications it opened
+    are told (back-channel logout). The login page then says so."""
+    ended = session.sign_out()
     slug = request.form.get("tenant")
-    if slug:
-        return redirect(url_for("auth.login", slug=slug))
-    return render_template("auth/signed_out.html")
+    tenant = find_tenant(slug) if slug else None
+    if tenant is not None:
+        flash(SIGNED_OUT_MESSAGE, "success")
+        for client in ended.notified if ended is not None else []:
+            flash(f"{client.name} was told to sign you out too.", "success")
+        return redirect(url_for("auth.login", slug=tenant.slug))
+    return render_template("auth/signed_out.html", notified=ended.notified if ended is not None else [])
 
 
 @bp.route("/t/<slug>/login/verify", methods=["GET", "POST"])
 def second_factor(slug: str):
+    return _second_factor(tenant_or_404(slug))
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+def platform_second_factor():
+    return _second_factor(None)
+
+
+def _second_factor(tenant):
     """The second step: a code from the account's authenticator app, or a recovery code.
-    Either after a correct password (a pending marker, no sign-in yet), or as a step-up
-    ("Elevate your Access") of a password-only sign-in, which asks for the code alone."""
-    tenant = tenant_or_404(slug)
-    marker = cookie.get(mfa.PENDING_SESSION_KEY)
-    account = mfa.pending_account(marker, tenant)
+    Either after a correct password (a half-done sign-in), or as a step-up ("Elevate your Access")
+    of a password-only sign-in, which asks for the code alone."""
+    pending = session.pending_second_step(tenant)
     signed_in = None
-    if account is not None:
-        next_url = safe_next(marker.get("next"))
+    if pending is not None:
+        account, next_url = pending.account, safe_next(pending.next_url)
     else:
-        cookie.pop(mfa.PENDING_SESSION_KEY, None)
         next_url = safe_next(request.args.get("next"))
-        signed_in = session.current_sign_in()
-        if signed_in is None or directory.active_membership(signed_in.account, tenant) is None:
-            return redirect(url_for("auth.login", slug=slug, next=next_url))
+        signed_in = session.current_sign_in(tenant)
+        if signed_in is None or (tenant is not None and directory.active_membership(signed_in.account, tenant) is None):
+            return redirect(session.login_url(tenant, next_url))
         account = signed_in.account
         if signed_in.has_second_factor and not request.args.get("again"):
-            return redirect(next_url or url_for("auth.home", slug=slug))
+            return redirect(next_url or _landing(tenant))
         if not account.mfa_enrolled:
-            return redirect(url_for("account_settings.security", tenant=slug, next=next_url))
+            return redirect(session.where_to_meet("enrol", tenant, next_url))
 
     form = SecondFactorForm()
     error, status = None, 200
@@ -138,14 +143,13 @@ def second_factor(slug: str):
         except RateLimited as locked:
             error, status = locked.message, 429
         else:
-            if signed_in is None:
-                amr = ["pwd", *mfa.SECOND_FACTOR_AMR]
-                session.sign_in(account, amr=amr)
-                service.record_sign_in(account, tenant, marker.get("provider"), amr, ip=client_ip())
+            if pending is not None:
+                finished = session.finish_second_step(pending, mfa.SECOND_FACTOR_AMR)
+                service.record_sign_in(account, tenant, finished.row.provider, list(finished.amr), ip=client_ip())
             else:
                 # Step-up keeps the original auth_time (OIDC Core 2).
-                session.add_factors(mfa.SECOND_FACTOR_AMR)
-            return redirect(next_url or url_for("auth.home", slug=slug))
+                session.add_factors(signed_in, mfa.SECOND_FACTOR_AMR)
+            return redirect(next_url or _landing(tenant))
     elif form.errors:
         status = 400
     return (

@@ -63,8 +63,6 @@ class Account(db.Model, UserMixin):
     #: When the person last proved they receive mail at `email` (used a link sent to it); NULL until
     #: then, and again after anyone else changes the address. The `email_verified` claim.
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: Bumped to end every browser session of the account (password change, deactivation).
-    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
     #: A local account retired by moving its person to SSO; it can no longer sign in.
     retired: Mapped[bool] = mapped_column(Boolean, default=False)
     is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -88,10 +86,6 @@ class Account(db.Model, UserMixin):
             if membership.tenant_id == tenant_id:
                 return membership
         return None
-
-    def get_id(self) -> str:
-        # The epoch travels in the session: bumping it signs out every other browser.
-        return f"{self.id}.{self.session_epoch}"
 
     @property
     def is_active(self) -> bool:
@@ -118,6 +112,9 @@ class Membership(db.Model):
     #: The person's side: NULL while a school that added an existing SSO account waits for the
     #: person to accept (a link mailed to them). A pending membership grants nothing.
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The school ended this member's sign-ins at its applications (seconds since the epoch): a
+    #: browser sign-in from before then no longer opens them; the person signs in again.
+    sign_ins_ended: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     account = relationship("Account", back_populates="memberships")

@@ -34,6 +34,10 @@ class Client(db.Model, ClientMixin):
     response_types: Mapped[list] = mapped_column(JSON, default=lambda: ["code"])
     scope: Mapped[str] = mapped_column(String(200), default="openid profile email offline_access")
     token_endpoint_auth_method: Mapped[str] = mapped_column(String(40), default="client_secret_basic")
+    #: OpenID Connect Back-Channel Logout 1.0: where logout tokens are POSTed, and whether the
+    #: client needs `sid` in them (we always send it).
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
     #: RFC 7592: SHA-256 of the registration access token of a dynamically registered client.
     registration_token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
@@ -87,6 +91,9 @@ class Client(db.Model, ClientMixin):
             "response_types": list(self.response_types),
             "scope": self.scope,
             "token_endpoint_auth_method": self.token_endpoint_auth_method,
+            **({"backchannel_logout_uri": self.backchannel_logout_uri,
+                "backchannel_logout_session_required": bool(self.backchannel_logout_session_required)}
+               if self.backchannel_logout_uri else {}),
         }
 
     def __repr__(self) -> str:

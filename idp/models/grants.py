@@ -11,7 +11,7 @@ from datetime import datetime
 
 from authlib.oauth2.rfc6749 import TokenMixin
 from authlib.oidc.core import AuthorizationCodeMixin
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock
@@ -35,6 +35,8 @@ class AuthorizationCode(db.Model, AuthorizationCodeMixin):
     acr: Mapped[str | None] = mapped_column(String(100))
     code_challenge: Mapped[str | None] = mapped_column(String(200))
     code_challenge_method: Mapped[str | None] = mapped_column(String(10))
+    #: The browser sign-in the code was issued in (its `sid`): tokens from it end with it.
+    sid: Mapped[str | None] = mapped_column(String(43))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -81,6 +83,10 @@ class Token(db.Model, TokenMixin):
     auth_time: Mapped[int] = mapped_column(Integer)
     amr: Mapped[list] = mapped_column(JSON, default=list)
     acr: Mapped[str | None] = mapped_column(String(100))
+    #: The browser sign-in the family was issued in; without `offline` (the offline_access scope)
+    #: its tokens end when that sign-in ends (OpenID Connect Back-Channel Logout 2.7).
+    sid: Mapped[str | None] = mapped_column(String(43), index=True)
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     access_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, String
+from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import clock
@@ -14,6 +14,9 @@ from .base import UTCDateTime
 PRODUCTS = ("cpoms", "staffsafe")
 PRODUCT_NAMES = {"cpoms": "CPOMS", "staffsafe": "CPOMS StaffSafe"}
 REQUIRE_2FA_VALUES = ("off", "admins", "everyone")
+#: A school day on a shared staffroom PC: 8 hours after signing in, 30 minutes unused.
+DEFAULT_SESSION_MAX_AGE = 8 * 3600
+DEFAULT_SESSION_IDLE_TIMEOUT = 30 * 60
 
 
 class Tenant(db.Model):
@@ -26,6 +29,10 @@ class Tenant(db.Model):
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/London")
     require_2fa: Mapped[str] = mapped_column(String(10), default="off")
     hide_unknown_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: How long a browser sign-in may open this school's applications: at most this long after the
+    #: person authenticated, and not after this long unused (seconds). Staffroom PCs are shared.
+    session_max_age: Mapped[int] = mapped_column(Integer, default=DEFAULT_SESSION_MAX_AGE)
+    session_idle_timeout: Mapped[int] = mapped_column(Integer, default=DEFAULT_SESSION_IDLE_TIMEOUT)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     @property

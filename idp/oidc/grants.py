@@ -44,16 +44,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def save_authorization_code(self, code, request):
-        # The "user" authorize hands over is the sign-in (session.SignIn or ClaimedSignIn).
-        sign_in = request.user
+        # The "user" authorize hands over is the browser's sign-in (session.SignIn or ClaimedSignIn).
         data = request.payload.data
         saved = tokens.save_code(
             code,
             client=request.client,
-            sign_in=sign_in,
+            token_hash=request.user.token_hash,
             criteria=request.idp_code_criteria,
-            amr=claims.amr_values(sign_in.amr),
-            acr=request.idp_acr,
             redirect_uri=request.payload.redirect_uri,
             scope=request.scope,
             nonce=data.get("nonce"),
@@ -134,6 +131,10 @@ class SignedIdToken:
     def get_compatible_claims(self, request):
         result = super().get_compatible_claims(request)
         result.update(claims.tenant_claims(request.user, request.client.tenant))
+        # Back-Channel Logout 2.1: the ID token names the browser sign-in it came from.
+        origin = request.authorization_code or request.refresh_token
+        if origin is not None and origin.sid:
+            result["sid"] = origin.sid
         return result
 
     def generate_user_info(self, user, scope):

@@ -38,7 +38,7 @@ def provider_metadata(issuer: str) -> dict:
         code_challenge_methods_supported=["S256"],
         claims_supported=[
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
-            "name", "email", "email_verified", "tenant", "roles",
+            "name", "email", "email_verified", "tenant", "roles", "sid",
         ],
         claim_types_supported=["normal"],
         acr_values_supported=list(mfa.ACR_VALUES_SUPPORTED),
@@ -48,6 +48,9 @@ def provider_metadata(issuer: str) -> dict:
         request_uri_parameter_supported=False,
         require_request_uri_registration=False,
         authorization_response_iss_parameter_supported=True,
+        # OpenID Connect Back-Channel Logout 1.0 section 2.1: logout tokens carry sid, ID tokens too.
+        backchannel_logout_supported=True,
+        backchannel_logout_session_supported=True,
     )
     return metadata
 

@@ -62,6 +62,14 @@ def _uris(values, *, what: str, field: str, required: bool) -> list[str]:
     return [validate_redirect_uri(uri, what=what, field=field) for uri in values]
 
 
+def _backchannel_uri(uri: str | None) -> str | None:
+    """OpenID Connect Back-Channel Logout 2.2: an absolute URL without a fragment (https but for
+    loopback development addresses), where logout tokens are POSTed; None for none."""
+    if uri is None or (isinstance(uri, str) and not uri.strip()):
+        return None
+    return validate_redirect_uri(uri, what="back-channel logout URI", field="backchannel_logout_uri")
+
+
 def _name(name: str | None) -> str:
     name = (name or "").strip() if isinstance(name, str) else ""
     if not name:
@@ -85,6 +93,8 @@ def register_client(
     token_endpoint_auth_method: str | None = None,
     client_id: str | None = None,
     client_secret: str | None = None,
+    backchannel_logout_uri: str | None = None,
+    backchannel_logout_session_required: bool = False,
 ) -> RegisteredClient:
     """A new client of `tenant`. `client_id`/`client_secret` are given only by dynamic
     registration, whose response already carries them (RFC 7591 3.2.1)."""
@@ -104,6 +114,8 @@ def register_client(
         grant_types=grant_types or ["authorization_code", "refresh_token"],
         response_types=["code"],
         token_endpoint_auth_method=token_endpoint_auth_method or ("none" if public else "client_secret_basic"),
+        backchannel_logout_uri=_backchannel_uri(backchannel_logout_uri),
+        backchannel_logout_session_required=bool(backchannel_logout_session_required),
     )
     db.session.add(client)
     db.session.flush()
@@ -116,7 +128,10 @@ def update_client(
     name: str | None = None,
     redirect_uris: list[str] | None = None,
     post_logout_redirect_uris: list[str] | None = None,
+    backchannel_logout_uri: str | None = ...,
+    backchannel_logout_session_required: bool | None = None,
 ) -> Client:
+    """Change what is given; `backchannel_logout_uri` None (or empty) removes it, leaving it out keeps it."""
     if name is not None:
         client.name = _name(name)
     if redirect_uris is not None:
@@ -124,6 +139,10 @@ def update_client(
     if post_logout_redirect_uris is not None:
         client.post_logout_redirect_uris = _uris(post_logout_redirect_uris, what="post-logout redirect URI",
                                                  field="post_logout_redirect_uris", required=False)
+    if backchannel_logout_uri is not ...:
+        client.backchannel_logout_uri = _backchannel_uri(backchannel_logout_uri)
+    if backchannel_logout_session_required is not None:
+        client.backchannel_logout_session_required = bool(backchannel_logout_session_required)
     db.session.flush()
     forget_cached_client(client.client_id)
     return client

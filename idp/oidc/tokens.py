@@ -11,12 +11,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import insert, literal, or_, select, update
+from authlib.oauth2.rfc6749.util import scope_to_list
+from sqlalchemy import and_, insert, literal, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from .. import audit, clock
 from ..extensions import db
-from ..models import Account, AuthorizationCode, Membership, Tenant, Token
+from ..accounts import sessions
+from ..models import Account, AuthorizationCode, BrowserSession, Membership, Tenant, Token
 from ..models.base import hash_secret
 from ..transactions import commit_now
 
@@ -35,12 +37,14 @@ def _tokens(*where):
 # --- authorization codes ---------------------------------------------------------------
 
 
-def save_code(code: str, *, client, sign_in, criteria: list, amr: list[str], acr: str | None,
-              redirect_uri: str | None, scope: str, nonce: str | None,
-              code_challenge: str | None, code_challenge_method: str | None, ttl: int) -> bool:
-    """Store the code, in one INSERT ... SELECT that writes it only if `sign_in`'s account is still
-    signed in (same session epoch, not retired), an active member of the client's tenant, and
-    matches `criteria`. False when it did not: the sign-in ended or more is needed first."""
+def save_code(code: str, *, client, token_hash: str, criteria: list, redirect_uri: str | None, scope: str,
+              nonce: str | None, code_challenge: str | None, code_challenge_method: str | None,
+              ttl: int) -> bool:
+    """Store the code, in one INSERT ... SELECT that writes it only if the browser sign-in whose
+    cookie reference hashes to `token_hash` is live by the client's school's rules (lifetime, idle
+    timeout, not ended there), its account an active member of that school, and `criteria` hold.
+    The code takes the sign-in's sid, auth_time, amr and acr. False when nothing was written: the
+    sign-in ended, or more is needed first."""
     now = clock.now()
     values = {
         "code_hash": hash_secret(code),
@@ -49,31 +53,31 @@ def save_code(code: str, *, client, sign_in, criteria: list, amr: list[str], acr
         "redirect_uri": redirect_uri or "",
         "scope": scope or "",
         "nonce": nonce,
-        "auth_time": sign_in.auth_time,
-        "amr": list(amr),
-        "acr": acr,
         "code_challenge": code_challenge,
         "code_challenge_method": (code_challenge_method or "S256") if code_challenge else None,
         "created_at": now,
         "expires_at": now + timedelta(seconds=ttl),
     }
     columns = AuthorizationCode.__table__.c
+    from_sign_in = (BrowserSession.account_id, BrowserSession.sid, BrowserSession.auth_time, BrowserSession.amr,
+                    BrowserSession.acr)
     live_member = (
-        select(Account.id, *(literal(value, columns[name].type) for name, value in values.items()))
-        .join(Membership, Membership.account_id == Account.id)
+        select(*from_sign_in, *(literal(value, columns[name].type) for name, value in values.items()))
+        .join(Account, Account.id == BrowserSession.account_id)
+        .join(Membership, and_(Membership.account_id == Account.id, Membership.tenant_id == client.tenant_id))
         .join(Tenant, Tenant.id == Membership.tenant_id)
         .where(
-            Account.id == sign_in.account_id,
-            Account.session_epoch == sign_in.epoch,
+            BrowserSession.token_hash == token_hash,
+            BrowserSession.expires_at > now,
+            sessions.live_criteria(clock.timestamp()),
             Account.retired.is_(False),
-            Membership.tenant_id == client.tenant_id,
             Membership.usable(),
             *criteria,
         )
     )
-    statement = (
-        insert(AuthorizationCode).from_select(["account_id", *values], live_member).returning(AuthorizationCode.id)
-    )
+    statement = insert(AuthorizationCode).from_select(
+        ["account_id", "sid", "auth_time", "amr", "acr", *values], live_member
+    ).returning(AuthorizationCode.id)
     return db.session.scalar(statement) is not None
 
 
@@ -132,6 +136,9 @@ def save_token(token: dict, *, client, account, settings, code: AuthorizationCod
         family_id=parent.family_id if parent else uuid.uuid4().hex,
         authorization_code_id=parent.authorization_code_id if parent else (code.id if code else None),
         scope=token.get("scope", ""),
+        sid=origin.sid,
+        # What the family was granted, not this (possibly narrowed) access token: a rotation keeps it.
+        offline=parent.offline if parent else "offline_access" in scope_to_list(origin.scope or ""),
         auth_time=origin.auth_time,
         amr=list(origin.amr or []),
         acr=origin.acr,
@@ -180,7 +187,8 @@ def consume_refresh_token(row: Token) -> bool:
 
 
 def revoke(*, account=None, tenant=None, client_id: str | None = None, family_id: str | None = None,
-           code_id: int | None = None, token_id: int | None = None, access_only: bool = False) -> int:
+           code_id: int | None = None, token_id: int | None = None, sid: str | None = None,
+           offline: bool | None = None, access_only: bool = False) -> int:
     """The one way tokens end: every live token matching all the given filters (at least one).
 
     `access_only` ends just the access token of the matching rows (RFC 7009 2.1: revoking an access
@@ -193,6 +201,8 @@ def revoke(*, account=None, tenant=None, client_id: str | None = None, family_id
         (Token.family_id, family_id),
         (Token.authorization_code_id, code_id),
         (Token.id, token_id),
+        (Token.sid, sid),
+        (Token.offline, offline),
     )
     conditions = [column == value for column, value in filters if value is not None]
     if not conditions:

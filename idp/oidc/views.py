@@ -30,7 +30,6 @@ from wtforms.validators import ValidationError
 from .. import clock
 from ..accounts import directory, mfa
 from ..auth import session
-from ..auth.views import second_factor_redirect
 from ..extensions import csrf, db, each_statement_commits
 from . import claims, keys
 from .endpoints import id_token_hint_claims, token_tenant
@@ -81,24 +80,29 @@ def jwks():
 # --- authorization endpoint ------------------------------------------------------------
 
 
+#: Our own parameter on the way back from a demanded re-authentication: the sign-in must have
+#: authenticated at or after this second (so coming back without signing in gives no code).
+REAUTH_AFTER = "idp_reauth_after"
+
+
 def _authorize_url(*, drop_reauthentication: bool = False) -> str:
     """This authorization request as a same-site path, to come back to after signing in.
 
     After a forced re-authentication the next request must not force it again
     (prompt=login, max_age, an id_token_hint naming someone else), or the person would
-    loop through the login page."""
+    loop through the login page; it asks instead for an authentication from now on."""
     pairs = list(request.values.items(multi=True))
     if drop_reauthentication:
         kept = []
         for name, value in pairs:
-            if name in ("max_age", "id_token_hint"):
+            if name in ("max_age", "id_token_hint", REAUTH_AFTER):
                 continue
             if name == "prompt":
                 value = " ".join(p for p in value.split() if p != "login")
                 if not value:
                     continue
             kept.append((name, value))
-        pairs = kept
+        pairs = kept + [(REAUTH_AFTER, str(clock.timestamp()))]
     return url_for("oidc.authorize") + ("?" + urlencode(pairs) if pairs else "")
 
 
@@ -176,6 +180,7 @@ def authorize():
         return refuse(InvalidRequestError, "Only response_mode=query is supported.")
     try:
         max_age = _max_age(data)
+        reauth_after = int(data[REAUTH_AFTER]) if data.get(REAUTH_AFTER) else None
     except ValueError:
         return refuse(InvalidRequestError, "'max_age' must be a whole number of seconds.")
     # OIDC Core 3.1.2.1: the hint names the person the client expects; a code for anyone
@@ -190,15 +195,16 @@ def authorize():
     acr_2fa = mfa.ACR_2FA in (data.get("acr_values") or "").split()
     # The usual case, a plain request from a signed-in browser: one statement, an INSERT that
     # only writes the code if the account is still signed in, a member, and needs nothing more.
-    if claimed is not None and not prompts and max_age is None and hinted_sub is None:
-        criteria = mfa.nothing_more_needed_criteria(claimed.amr, acr_2fa)
-        if criteria is not None:
-            with each_statement_commits():
-                response = _issue_code(server, grant, claimed, criteria)
+    if claimed is not None and not prompts and max_age is None and hinted_sub is None and reauth_after is None:
+        with each_statement_commits():
+            response = _issue_code(server, grant, claimed, mfa.nothing_more_needed_criteria(acr_2fa))
             if response is not None:
-                return response
+                # After the code, whose statement judged idleness by the row's own last use.
+                session.keep_alive(claimed)
+        if response is not None:
+            return response
 
-    signed_in = session.current_sign_in()
+    signed_in = session.current_sign_in(tenant)
     account = signed_in.account if signed_in else None
     # Nobody signed in: the client's own school login page, then back here.
     if signed_in is None:
@@ -214,25 +220,25 @@ def authorize():
         return _to_login(tenant, data, reason="not_member")
 
     # OIDC Core 3.1.2.1: max_age=0 is prompt=login, even for a sign-in made this very second.
-    too_old = max_age is not None and (max_age == 0 or clock.timestamp() - signed_in.auth_time > max_age)
+    too_old = (max_age is not None and (max_age == 0 or clock.timestamp() - signed_in.auth_time > max_age)) or (
+        reauth_after is not None and signed_in.auth_time < reauth_after)
     someone_else = hinted_sub is not None and hinted_sub != account.sub
     if "login" in prompts or too_old or someone_else:
         if "none" in prompts:
             return refuse(LoginRequiredError)
-        # A fresh authentication is demanded: end this sign-in and ask for the password again.
-        session.sign_out()
+        # A fresh authentication is demanded: on top of the live sign-in, which a successful one
+        # refreshes (the same person) or replaces (someone else); abandoned, nothing changes.
         return _to_login(tenant, data)
 
     requirement = mfa.sign_in_requirement(account, membership, signed_in.amr, acr_2fa)
     if requirement in ("verify", "enrol"):
         if "none" in prompts:
             return refuse(InteractionRequiredError)
-        return second_factor_redirect(requirement, tenant, _authorize_url())
+        return redirect(session.where_to_meet(requirement, tenant, _authorize_url()))
 
     response = _issue_code(server, grant, signed_in, criteria=[])
     if response is None:
         # Ended between the check above and the write (signed out everywhere, deactivated).
-        session.sign_out()
         return _to_login(tenant, data)
     return response
 
@@ -241,7 +247,6 @@ def _issue_code(server, grant, sign_in, criteria: list):
     """The redirect with a code for `sign_in`, or None if the statement storing the code found the
     sign-in ended or `criteria` unmet. First-party school applications: consent is implied by the
     school, not asked."""
-    grant.request.idp_acr = mfa.acr_for(sign_in.amr)
     grant.request.idp_code_criteria = criteria
     try:
         response = server.create_authorization_response(request=grant.request, grant=grant, grant_user=sign_in)
@@ -360,6 +365,9 @@ def _confirmed() -> bool:
 @bp.route(PATHS["end_session_endpoint"], methods=["GET", "POST"])
 @csrf.exempt
 def end_session():
+    """RP-Initiated Logout 1.0. The person is asked first unless the request carries an ID token
+    of theirs (id_token_hint): without one anyone could link here, and a hint naming someone else
+    must not sign out whoever sits at this browser."""
     server = authorization_server()
     try:
         logout = server.validate_endpoint_request("end_session")
@@ -367,22 +375,25 @@ def end_session():
         # RP-Initiated Logout 4: on errors, no redirection; tell the person instead.
         return render_template(
             "oidc/logout_error.html", error=error.error, description=error.get_error_description(),
-            signed_in=session.current_sign_in() is not None,
+            signed_in=session.browser_sign_in() is not None,
         ), 400
 
-    # Without an id_token_hint anyone could link here: ask the person before signing them out.
-    if logout.needs_confirmation and session.current_sign_in() is not None and not _confirmed():
+    signed_in = session.browser_sign_in()
+    hinted_sub = (logout.id_token_claims or {}).get("sub")
+    if signed_in is not None and hinted_sub != signed_in.account.sub and not _confirmed():
         data = logout.request.payload.data
-        fields = {name: data.get(name) for name in ("client_id", "post_logout_redirect_uri", "state", "ui_locales")}
+        names = ("client_id", "id_token_hint", "post_logout_redirect_uri", "state", "ui_locales")
         return render_template(
             "oidc/confirm_logout.html",
-            fields={k: v for k, v in fields.items() if v},
+            fields={name: data.get(name) for name in names if data.get(name)},
             client=logout.client,
             tenant=logout.client.tenant if logout.client else None,
+            signed_in=signed_in,
+            someone_else=hinted_sub is not None,
         )
 
     response = server.create_endpoint_response("end_session", logout)
     if response is not None:
         return response
     tenant = logout.client.tenant if logout.client else None
-    return render_template("auth/signed_out.html", tenant=tenant)
+    return render_template("auth/signed_out.html", tenant=tenant, notified=getattr(logout, "notified", []))

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Callable
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -65,14 +64,6 @@ def link_expiry(tenant: Tenant, sent_at: datetime | None = None) -> datetime:
     return clock.next_midnight_in(tenant.timezone, after=sent_at)
 
 
-def zone_label(tz: str) -> str:
-    if tz in ("Europe/London", "GB", "Europe/Belfast"):
-        return "UK time"
-    return tz.rsplit("/", 1)[-1].replace("_", " ") + " time"
-
-
-def local_time(value: datetime | None, tz: str) -> datetime | None:
-    return clock.as_utc(value).astimezone(ZoneInfo(tz)) if value is not None else None
 
 
 def _day(value: datetime) -> str:
@@ -81,9 +72,9 @@ def _day(value: datetime) -> str:
 
 def describe_expiry(expires_at: datetime, tz: str) -> str:
     """'at midnight tonight (00:00 on Tuesday 3 March, UK time)' while it is still the sending day."""
-    local = local_time(expires_at, tz)
-    when = f"{local:%H:%M} on {_day(local)}, {zone_label(tz)}"
-    last_day = local_time(expires_at - timedelta(microseconds=1), tz).date()
+    local = clock.local(expires_at, tz)
+    when = f"{local:%H:%M} on {_day(local)}, {clock.zone_label(tz)}"
+    last_day = clock.local(expires_at - timedelta(microseconds=1), tz).date()
     if clock.today_in(tz) == last_day:
         return f"at midnight tonight ({when})"
     return f"at midnight at the end of {_day(local - timedelta(hours=12))} ({when})"
@@ -303,10 +294,10 @@ def link_status(account: Account, tenant: Tenant, purposes: tuple[str, ...] = PA
         "purpose": link.purpose,
         "state": state,
         "state_text": STATE_TEXT[state],
-        "sent_at": local_time(link.sent_at or link.created_at, tz),
-        "expires_at": local_time(link.expires_at, tz),
+        "sent_at": clock.local(link.sent_at or link.created_at, tz),
+        "expires_at": clock.local(link.expires_at, tz),
         "expires_text": describe_expiry(link.expires_at, tz),
-        "used_at": local_time(link.used_at, tz),
+        "used_at": clock.local(link.used_at, tz),
         "timezone": tz,
     }
 

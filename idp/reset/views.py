@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, flash, make_response, redirect, render
 from ..accounts import directory, passwords
 from ..accounts.providers import name as provider_name
 from ..errors import DeliveryFailed, PolicyViolation, RateLimited
-from ..web import client_ip, tenant_or_404
+from ..web import client_ip, login_page_or_404
 from . import links
 from .forms import PROVIDER_HINTS, AcceptForm, ForgotPasswordForm, SetPasswordForm
 
@@ -20,11 +20,12 @@ SET_PASSWORD_NEXT_MESSAGE = "You have accepted {tenant}. Now set a password for 
 
 @bp.route("/t/<slug>/forgot-password", methods=["GET", "POST"])
 def forgot_password(slug: str):
-    tenant = tenant_or_404(slug)
+    page = login_page_or_404(slug)
+    tenant = page.tenant
     form = ForgotPasswordForm()
     if request.method == "GET":
         form.provider.data = request.args.get("provider")
-    form.provider.data, has_sso = directory.page_provider(tenant, form.provider.data)
+    form.provider.data, has_sso = page.provider(form.provider.data)
     status, unknown_email = 200, False
 
     if request.method == "POST" and form.validate():

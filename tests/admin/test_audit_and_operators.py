@@ -142,5 +142,24 @@ def test_tenant_admins_are_not_operators(oakwood_browser, client):
     assert oakwood_browser.get("/admin").status_code == 403
     assert oakwood_browser.get("/admin/audit").status_code == 403
     assert oakwood_browser.client.post("/admin/tenants/new", data={"slug": "x"}).status_code in (400, 403)
+    # Signed out: the platform's sign-in page, then back to /admin.
     anonymous = Browser(client.application.test_client())
-    assert anonymous.get("/admin").status_code == 403
+    response = anonymous.get("/admin")
+    assert response.status_code == 302 and response.headers["Location"] == "/login?next=/admin"
+
+
+def test_operator_sets_a_schools_sign_in_lifetimes_in_minutes(app, world):
+    browser = _operator_browser(app, world)
+    page = browser.get("/admin/tenants/beech").get_data(as_text=True)
+    assert 'name="session_max_age" type="text" value="480"' in page or 'value="480"' in page
+    response = browser.submit("/admin/tenants/beech", {
+        "name": "Beech Academy", "product": "cpoms", "timezone": "Europe/London", "require_2fa": "off",
+        "session_max_age": "240", "session_idle_timeout": "10"})
+    assert response.status_code == 302
+    db.session.expire_all()
+    beech = db.session.get(Tenant, world.beech.id)
+    assert (beech.session_max_age, beech.session_idle_timeout) == (4 * 3600, 600)
+    refused = browser.submit("/admin/tenants/beech", {
+        "name": "Beech Academy", "product": "cpoms", "timezone": "Europe/London", "require_2fa": "off",
+        "session_max_age": "240", "session_idle_timeout": "1"})
+    assert 'href="#session_idle_timeout">' in refused.get_data(as_text=True)

@@ -129,6 +129,31 @@ class Demo:
         return links[0]
 
 
+@contextmanager
+def background_worker(app, interval: float = 0.1):
+    """`idp worker` as a thread: back-channel logout notices go out while the journeys run."""
+    from idp.worker import one_round
+
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            with app.app_context():
+                try:
+                    one_round(chores=False)
+                except Exception as error:  # noqa: BLE001  a round that fails is tried again
+                    print(f"worker round failed: {error!r}")
+            stop.wait(interval)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
 @pytest.fixture
 def demo(app, idp_server) -> Demo:
     school, staffsafe = LocalServer(), LocalServer()
@@ -136,6 +161,7 @@ def demo(app, idp_server) -> Demo:
     clients = clients_file_path()
     with ExitStack() as stack:
         stack.enter_context(idp_server.serving(app))
+        stack.enter_context(background_worker(app))
         stack.enter_context(school.serving(create_rp_app("school", "CPOMS demo school app", clients_file=clients)))
         stack.enter_context(staffsafe.serving(create_rp_app("staffsafe", "StaffSafe demo app", clients_file=clients)))
         yield Demo(idp=idp_server.url, school=school.url, staffsafe=staffsafe.url,

@@ -50,6 +50,22 @@ def session_of(client) -> dict:
         return dict(cookie)
 
 
+def sign_in_of(client):
+    """What the server keeps of this browser's sign-in (None when it has none)."""
+    from idp.accounts import sessions
+
+    db.session.expire_all()
+    return sessions.find(session_of(client).get("sid"))
+
+
+def pending_of(client):
+    """The half-done sign-in (password right, code awaited) of this browser, or None."""
+    from idp.accounts import sessions
+
+    db.session.expire_all()
+    return sessions.find_pending(session_of(client).get("pending"))
+
+
 SECRET_RE = re.compile(r'id="secret">([A-Z2-7 ]+)<')
 RECOVERY_RE = re.compile(r"<li><code>([A-Z2-7]{5}-[A-Z2-7]{5})</code></li>")
 DEVICE_RE = re.compile(r"/account/security/devices/(\d+)/confirm")

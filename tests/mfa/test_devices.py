@@ -16,7 +16,7 @@ from idp.errors import NotFound
 from idp.extensions import db
 from idp.models import MfaDevice, RecoveryCode
 
-from .conftest import audit_events, enrol, session_of
+from .conftest import audit_events, enrol, sign_in_of
 
 
 def signed_in_with_key(browser, world, frozen_clock, slug="beech", email="pat.lee@example.org", account=None,
@@ -90,7 +90,7 @@ def test_without_keys_the_account_signs_in_with_a_password_again(browser, world,
     browser.client.delete_cookie("idp_session")
     response = browser.login("beech", "pat.lee@example.org")
     assert response.headers["Location"] == "/t/beech/"
-    assert session_of(browser.client)["amr"] == ["pwd"]
+    assert sign_in_of(browser.client).amr == ["pwd"]
 
 
 def member_id(account, tenant) -> int:

@@ -10,7 +10,7 @@ from idp.accounts import mfa
 from idp.errors import RateLimited
 from tests.conftest import PASSWORD, csrf_token_from
 
-from .conftest import audit_events, enrol, session_of
+from .conftest import audit_events, enrol, pending_of, sign_in_of
 
 
 def wrong_code(enrolment) -> str:
@@ -23,9 +23,8 @@ def test_enrolled_account_is_asked_for_a_code_before_any_session_exists(browser,
     response = browser.login("beech", "pat.lee@example.org")
     assert response.status_code == 302
     assert response.headers["Location"] == "/t/beech/login/verify"
-    cookie = session_of(browser.client)
-    assert "_user_id" not in cookie and "amr" not in cookie
-    assert cookie["mfa_pending"]["account_id"] == world.beech_identity.id
+    assert sign_in_of(browser.client) is None
+    assert pending_of(browser.client).account_id == world.beech_identity.id
     assert browser.get("/t/beech/").headers["Location"].startswith("/t/beech/login")
     page = browser.get("/t/beech/login/verify").get_data(as_text=True)
     assert "Enter your security code" in page and 'name="password"' not in page
@@ -37,8 +36,7 @@ def test_correct_code_signs_in_with_pwd_otp_and_mfa(browser, world, frozen_clock
     browser.login("beech", "pat.lee@example.org", next_url="/t/beech/?from=app")
     response = browser.submit("/t/beech/login/verify", {"code": enrolment.code()})
     assert response.status_code == 302 and response.headers["Location"] == "/t/beech/?from=app"
-    cookie = session_of(browser.client)
-    assert cookie["amr"] == ["pwd", "otp", "mfa"] and "mfa_pending" not in cookie
+    assert sign_in_of(browser.client).amr == ["pwd", "otp", "mfa"] and pending_of(browser.client) is None
     assert browser.get("/t/beech/").status_code == 200
     assert audit_events("mfa.succeeded") and audit_events("login.succeeded")[0].detail["amr"] == ["pwd", "otp", "mfa"]
 
@@ -50,7 +48,7 @@ def test_wrong_code_is_refused_next_to_the_field(browser, world, frozen_clock):
     html = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "There is a problem" in html and "The code you entered is incorrect" in html
-    assert "_user_id" not in session_of(browser.client)
+    assert sign_in_of(browser.client) is None
     assert audit_events("mfa.failed")
     response = browser.submit("/t/beech/login/verify", {"code": "not a code"})
     assert "Enter the 6-digit code from your authenticator app, or one of your recovery codes" in response.get_data(as_text=True)
@@ -62,7 +60,7 @@ def test_recovery_code_signs_in_once(browser, world, frozen_clock):
     browser.login("beech", "pat.lee@example.org")
     response = browser.submit("/t/beech/login/verify", {"code": recovery.lower().replace("-", " ")})
     assert response.status_code == 302
-    assert session_of(browser.client)["amr"] == ["pwd", "otp", "mfa"]
+    assert sign_in_of(browser.client).amr == ["pwd", "otp", "mfa"]
     assert mfa.remaining_recovery_codes(world.beech_identity) == 9
 
     browser.client.post("/logout", data={"csrf_token": "x"})
@@ -117,7 +115,7 @@ def test_second_step_locks_after_repeated_wrong_codes(app, browser, world, froze
     html = response.get_data(as_text=True)
     assert response.status_code == 429
     assert "Too many incorrect codes. Please wait 5 minutes and try again" in html
-    assert "_user_id" not in session_of(browser.client)
+    assert sign_in_of(browser.client) is None
     # The lock names its way out: a recovery code still works.
     response = browser.submit("/t/beech/login/verify", {"code": enrolment.recovery_codes[0]})
     assert response.status_code == 302
@@ -140,7 +138,7 @@ def test_the_pending_second_step_expires(browser, world, frozen_clock):
     frozen_clock.advance(timedelta(minutes=11))
     response = browser.client.post("/t/beech/login/verify", data={"csrf_token": token, "code": enrolment.code()})
     assert response.status_code == 302 and response.headers["Location"].startswith("/t/beech/login")
-    assert "_user_id" not in session_of(browser.client)
+    assert sign_in_of(browser.client) is None
 
 
 def test_a_pending_second_step_belongs_to_its_tenant(browser, world, frozen_clock):
@@ -154,13 +152,13 @@ def test_password_is_still_checked_first(browser, world, frozen_clock):
     enrol(world.beech_identity)
     response = browser.login("beech", "pat.lee@example.org", "wrong-password")
     assert "Your email address or password was incorrect" in response.get_data(as_text=True)
-    assert "mfa_pending" not in session_of(browser.client)
+    assert pending_of(browser.client) is None
 
 
 def test_account_without_a_key_signs_in_with_password_only(browser, world):
     response = browser.login("beech", "pat.lee@example.org", PASSWORD)
     assert response.headers["Location"] == "/t/beech/"
-    assert session_of(browser.client)["amr"] == ["pwd"]
+    assert sign_in_of(browser.client).amr == ["pwd"]
 
 
 def test_the_lock_message_says_how_long_the_longest_used_up_limit_lasts(app, world, frozen_clock):

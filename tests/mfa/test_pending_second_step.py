@@ -6,7 +6,7 @@ from idp.models import Membership
 from tests.conftest import csrf_token_from
 
 from .conftest import enrol
-from .test_login import session_of
+from .conftest import sign_in_of
 
 
 def _deactivate(account, tenant):
@@ -22,15 +22,15 @@ def test_a_member_deactivated_while_giving_their_code_is_not_signed_in(browser, 
     _deactivate(world.beech_identity, world.beech)
     response = browser.client.post("/t/beech/login/verify", data={"csrf_token": token, "code": enrolment.code()})
     assert response.status_code == 302 and response.headers["Location"].startswith("/t/beech/login")
-    assert "_user_id" not in session_of(browser.client)
+    assert sign_in_of(browser.client) is None
 
 
 def test_a_shared_sso_member_deactivated_at_this_school_cannot_finish_signing_in_here(browser, world, frozen_clock):
-    # Their sessions elsewhere are kept (no session_epoch bump), so only the membership check stops this.
+    # Their sign-ins elsewhere are kept, so only the membership check stops this.
     enrolment = enrol(world.sso_user)
     browser.login("oakwood", "sam.jones@example.org", provider="sso")
     token = csrf_token_from(browser.get("/t/oakwood/login/verify").get_data(as_text=True))
     _deactivate(world.sso_user, world.oakwood)
     response = browser.client.post("/t/oakwood/login/verify", data={"csrf_token": token, "code": enrolment.code()})
     assert response.status_code == 302 and response.headers["Location"].startswith("/t/oakwood/login")
-    assert "_user_id" not in session_of(browser.client)
+    assert sign_in_of(browser.client) is None

@@ -12,7 +12,7 @@ from idp import clock
 from idp.accounts import mfa
 from idp.extensions import db
 
-from .conftest import DEVICE_RE, RECOVERY_RE, SECRET_RE, enrol, session_of
+from .conftest import DEVICE_RE, RECOVERY_RE, SECRET_RE, enrol, sign_in_of
 
 
 def set_policy(tenant, policy):
@@ -58,7 +58,7 @@ def test_admins_policy_makes_the_oakwood_admin_enrol_at_login(browser, world, fr
     location = response.headers["Location"]
     assert urlsplit(location).path == "/account/security"
     assert parse_qs(urlsplit(location).query) == {"tenant": ["oakwood"], "next": ["/t/oakwood/?app=1"]}
-    assert session_of(browser.client)["amr"] == ["pwd"]
+    assert sign_in_of(browser.client).amr == ["pwd"]
     html = browser.get(location).get_data(as_text=True)
     assert "Oakwood Primary School requires a security key for your account" in html
     assert 'id="continue"' not in html  # no way onwards until enrolled
@@ -71,7 +71,7 @@ def test_admins_policy_makes_the_oakwood_admin_enrol_at_login(browser, world, fr
     html = done.get_data(as_text=True)
     assert len(RECOVERY_RE.findall(html)) == 10
     assert 'href="/t/oakwood/?app=1" class="button" id="continue"' in html
-    assert session_of(browser.client)["amr"] == ["pwd", "otp", "mfa"]
+    assert sign_in_of(browser.client).amr == ["pwd", "otp", "mfa"]
     membership = world.oakwood_admin.memberships[0]
     assert mfa.sign_in_requirement(world.oakwood_admin, membership, ["pwd", "otp", "mfa"]) is None
 
@@ -110,7 +110,7 @@ def test_sso_account_enrolled_once_serves_both_of_its_schools(browser, world, fr
 
     # At Oakwood (no policy) the same key is asked for, and no second enrolment.
     sign_in_again_with_a_code(browser, frozen_clock, "oakwood", secret)
-    amr = session_of(browser.client)["amr"]
+    amr = sign_in_of(browser.client).amr
     for membership in sso.memberships:
         assert mfa.sign_in_requirement(sso, membership, amr) is None
 

@@ -8,9 +8,9 @@ import itertools
 import pytest
 from sqlalchemy import exists, select
 
-from idp.accounts import mfa
+from idp.accounts import mfa, sessions
 from idp.extensions import db
-from idp.models import Account, Membership, Tenant
+from idp.models import Account, BrowserSession, Membership, Tenant
 
 from .conftest import enrol
 
@@ -36,13 +36,14 @@ def test_sql_criteria_agree_with_sign_in_requirement(world, frozen_clock, policy
     account = db.session.get(Account, account.id)
     membership = account.membership_in(tenant.id)
 
+    row, _ = sessions.start(account, tenant=tenant, provider="identity", amr=list(amr), acr=mfa.acr_for(amr),
+                            second_factor=mfa.is_second_factor(amr), device="", ip=None)
+    db.session.flush()
+
     nothing_more = mfa.sign_in_requirement(account, membership, amr, acr_2fa) is None
-    criteria = mfa.nothing_more_needed_criteria(amr, acr_2fa)
-    if criteria is None:
-        sql_says = False
-    else:
-        sql_says = db.session.scalar(select(exists().where(
-            Account.id == account.id, Membership.account_id == Account.id, Membership.tenant_id == tenant.id,
-            Tenant.id == Membership.tenant_id, *criteria,
-        )))
+    sql_says = db.session.scalar(select(exists().where(
+        BrowserSession.id == row.id, Account.id == BrowserSession.account_id, Membership.account_id == Account.id,
+        Membership.tenant_id == tenant.id, Tenant.id == Membership.tenant_id,
+        *mfa.nothing_more_needed_criteria(acr_2fa),
+    )))
     assert sql_says == nothing_more

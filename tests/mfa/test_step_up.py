@@ -6,12 +6,12 @@ from datetime import timedelta
 
 from tests.conftest import PASSWORD
 
-from .conftest import enrol, session_of
+from .conftest import enrol, sign_in_of
 
 
 def test_step_up_asks_only_for_the_code_and_keeps_auth_time(browser, world, frozen_clock):
     browser.login("beech", "pat.lee@example.org", PASSWORD)
-    signed_in_at = session_of(browser.client)["auth_time"]
+    signed_in_at = sign_in_of(browser.client).auth_time
     # The key was set up since (say, in another browser): this sign-in has the password only.
     enrolment = enrol(world.beech_identity)
     frozen_clock.advance(timedelta(minutes=5))
@@ -25,9 +25,9 @@ def test_step_up_asks_only_for_the_code_and_keeps_auth_time(browser, world, froz
     response = browser.submit("/t/beech/login/verify?next=/t/beech/%3Fsensitive%3D1", {"code": enrolment.code()},
                               post_url="/t/beech/login/verify?next=/t/beech/%3Fsensitive%3D1")
     assert response.status_code == 302 and response.headers["Location"] == "/t/beech/?sensitive=1"
-    cookie = session_of(browser.client)
-    assert cookie["auth_time"] == signed_in_at
-    assert cookie["amr"] == ["pwd", "otp", "mfa"]
+    row = sign_in_of(browser.client)
+    assert row.auth_time == signed_in_at
+    assert row.amr == ["pwd", "otp", "mfa"]
 
 
 def test_step_up_without_a_key_sends_the_person_to_enrol(browser, world):

@@ -8,9 +8,9 @@ from urllib.parse import urlencode
 from idp import audit
 from idp.extensions import db
 from idp.models import AuditEvent
-from tests.conftest import csrf_token_from
+from tests.conftest import Browser, csrf_token_from
 
-from .conftest import query_of
+from .conftest import RelyingParty, query_of
 
 
 def end_session(http, method="get", **params):
@@ -124,3 +124,39 @@ def test_sso_logout_ends_the_session_for_every_school(signed_in_sso, browser, st
     id_token = staffsafe_rp.tokens()["id_token"]
     end_session(browser, id_token_hint=id_token)
     assert query_of(staffsafe_rp.authorize(prompt="none").headers["Location"])["error"] == "login_required"
+
+
+def test_a_hint_naming_someone_else_asks_before_signing_anyone_out(app, browser, oakwood_rp, world, frozen_clock):
+    # Someone else's ID token (from another browser) must not sign out whoever sits at this one.
+    other = Browser(app.test_client())
+    other.login("oakwood", "sam.jones@example.org", password="Different-Pass-77!")
+    their_token = RelyingParty(other.client, world.oakwood_app, world.oakwood_app_secret).tokens()["id_token"]
+    browser.login("oakwood", "head@oakwood.example.org")
+    response = end_session(browser, id_token_hint=their_token, post_logout_redirect_uri="https://oakwood.example/bye")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Do you want to sign out of CPOMS?" in page
+    assert "a different account" in page and "head@oakwood.example.org" in page
+    assert is_signed_in(browser)
+    assert db.session.query(AuditEvent).filter_by(event=audit.LOGOUT).count() == 0
+
+
+def test_the_sign_out_is_recorded_in_the_signed_in_persons_own_school_only(browser, world, frozen_clock):
+    # Beech's Pat follows Oakwood's logout link: the event belongs to Beech's log, not Oakwood's.
+    browser.login("beech", "pat.lee@example.org")
+    page = end_session(browser, client_id=world.oakwood_app.client_id).get_data(as_text=True)
+    browser.client.post("/logout/end", data={"csrf_token": csrf_token_from(page), "confirm": "yes",
+                                             "client_id": world.oakwood_app.client_id})
+    [event] = db.session.query(AuditEvent).filter_by(event=audit.LOGOUT).all()
+    assert event.tenant_id == world.beech.id and event.subject_account_id == world.beech_identity.id
+
+
+def test_prompt_login_keeps_the_sign_in_until_the_new_one_succeeds(browser, oakwood_rp, world, frozen_clock):
+    from idp.accounts import sessions
+
+    browser.login("oakwood", "head@oakwood.example.org")
+    sid = sessions.of_account(world.oakwood_admin)[0].sid
+    location = oakwood_rp.authorize(prompt="login").headers["Location"]
+    assert is_signed_in(browser)  # nothing ended yet
+    browser.login("oakwood", "head@oakwood.example.org", next_url=query_of(location)["next"])
+    claims = oakwood_rp.validate_id_token(oakwood_rp.tokens()["id_token"])
+    assert claims["sid"] == sid  # the same person: the same sign-in, authenticated afresh

@@ -84,7 +84,9 @@ def test_prompt_login_asks_for_the_password_again(browser, oakwood_rp, world, fr
     assert urlsplit(location).path == "/t/oakwood/login"
     next_url = query_of(location)["next"]
     assert "prompt" not in query_of(next_url)
-    # Signed out: coming back without logging in does not give a code.
+    # Still signed in (nothing ends before a new sign-in succeeds), but coming back without
+    # logging in again gives no code.
+    assert browser.get("/t/oakwood/").status_code == 200
     assert urlsplit(browser.get(next_url).headers["Location"]).path == "/t/oakwood/login"
     browser.login("oakwood", "head@oakwood.example.org", next_url=next_url)
     frozen_clock.advance(timedelta(seconds=3))
@@ -159,7 +161,9 @@ def test_a_sign_in_ended_everywhere_gets_the_login_page_not_a_code(browser, oakw
 
     browser.login("oakwood", "head@oakwood.example.org")
     assert oakwood_rp.code()
-    world.oakwood_admin.session_epoch += 1  # "sign out everywhere", a password change elsewhere
+    from idp.accounts import sessions
+
+    sessions.end_of_account(world.oakwood_admin, reason="signed out everywhere")  # e.g. a password change elsewhere
     db.session.commit()
     location = oakwood_rp.authorize().headers["Location"]
     assert urlsplit(location).path == "/t/oakwood/login" and "code" not in query_of(location)
