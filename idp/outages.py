@@ -33,6 +33,7 @@ UNAVAILABLE_MESSAGE = "CPOMS is briefly unavailable, please try again in a minut
 
 # g keys: whether this request may still be run again from the start.
 _COMMITTED = "_idp_committed"
+_WRITING = "_idp_writing"
 _SENT_OUTSIDE = "_idp_sent_outside"
 _DATABASE_ANSWERED = "_idp_database_answered"
 RETRIED = "idp_retried"
@@ -55,9 +56,10 @@ class ServiceUnavailable(Exception):
         self.outage = outage
 
 
+READ_ONLY_SQLSTATE = "25006"  # read_only_sql_transaction
 # PostgreSQL SQLSTATEs (appendix A of its manual) that mean "not now" rather than "wrong".
 _POSTGRESQL_CAUSES = {
-    "25006": "database-read-only",  # read_only_sql_transaction: a standby, or read-only mode
+    READ_ONLY_SQLSTATE: "database-read-only",  # read_only_sql_transaction: a standby, or read-only mode
     "57014": "statement-timeout",  # query_canceled (statement_timeout)
     "55P03": "lock-timeout",  # lock_not_available (lock_timeout)
     "57P01": "database-restarting",  # admin_shutdown
@@ -207,24 +209,34 @@ def _note_commit(conn):
         g.setdefault(_COMMITTED, True)
 
 
+def _writes_by_itself(conn, statement: str) -> bool:
+    # Outside a transaction (extensions.each_statement_commits) a write commits as it runs.
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT" \
+        and statement.lstrip()[:6].upper() != "SELECT"
+
+
 @event.listens_for(Engine, "before_cursor_execute")
 def _note_statement(conn, cursor, statement, parameters, context, executemany):
-    if not has_request_context():
-        return
-    # Outside a transaction (extensions.each_statement_commits) a write commits by itself.
-    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT" \
-            and not statement.lstrip()[:6].upper() == "SELECT":
-        g.setdefault(_COMMITTED, True)
+    if has_request_context() and _writes_by_itself(conn, statement):
+        g.setdefault(_WRITING, True)
 
 
 @event.listens_for(Engine, "after_cursor_execute")
 def _note_answer(conn, cursor, statement, parameters, context, executemany):
-    if outages.any and has_request_context():
+    if not has_request_context():
+        return
+    if g.pop(_WRITING, None):
+        g.setdefault(_COMMITTED, True)
+    if outages.any:
         g.setdefault(_DATABASE_ANSWERED, True)
 
 
-def _may_run_again() -> bool:
-    return not (g.get(_COMMITTED) or g.get(_SENT_OUTSIDE) or g.get(RETRIED))
+def _may_run_again(error: sa_exc.DBAPIError) -> bool:
+    if g.get(_COMMITTED) or g.get(_SENT_OUTSIDE) or g.get(RETRIED):
+        return False
+    # A write that commits by itself failed: its outcome is unknown, unless the server refused it
+    # outright for being read-only (then it did nothing).
+    return not g.get(_WRITING) or getattr(error.orig, "sqlstate", None) == READ_ONLY_SQLSTATE
 
 
 # --- wiring -----------------------------------------------------------------------------
@@ -232,7 +244,7 @@ def _may_run_again() -> bool:
 
 def _start_request() -> None:
     # g can outlive a request (an app context held open around several): start clean.
-    for key in (_COMMITTED, _SENT_OUTSIDE, _DATABASE_ANSWERED, RETRIED, OUTAGE_CAUSE):
+    for key in (_COMMITTED, _WRITING, _SENT_OUTSIDE, _DATABASE_ANSWERED, RETRIED, OUTAGE_CAUSE):
         g.pop(key, None)
 
 
@@ -255,13 +267,14 @@ def _retrying_once_on_a_cut_connection(dispatch):
         try:
             return dispatch()
         except sa_exc.DBAPIError as error:
-            if not (error.connection_invalidated and _may_run_again()):
+            if not (error.connection_invalidated and _may_run_again(error)):
                 raise
         rollback_quietly()  # drops the dead connection; the pool hands out a fresh one
         session.clear()
         session.update(cookie_before)
         g.pop("_login_user", None)  # Flask-Login's account, loaded through the dead connection
         g.pop(_DATABASE_ANSWERED, None)
+        g.pop(_WRITING, None)
         g.setdefault(RETRIED, True)
         return dispatch()
 

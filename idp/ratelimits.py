@@ -56,10 +56,11 @@ def _attempt(method: str, item, *identifiers):
     return answer
 
 
-def _count(method: str, item, *identifiers) -> None:
-    # A count is a write outside the database: a request that made one must not be run again.
+def _count(item, *identifiers) -> None:
+    # A count is a write outside the database: a request that made one must not be run again
+    # (clearing twice is harmless, counting twice is not).
     outages.sent_outside()
-    _attempt(method, item, *identifiers)
+    _attempt("hit", item, *identifiers)
 
 
 def is_reachable() -> bool:
@@ -89,7 +90,7 @@ class Throttle:
         if not self._enabled():
             return
         for item in self._items():
-            _count("hit", item, self.name, *key)
+            _count(item, self.name, *key)
 
     def lock_seconds(self, *key: str) -> int | None:
         """How long the longest used-up limit locks `key` for (None when nothing is used up)."""
@@ -103,7 +104,7 @@ class Throttle:
             return
         try:
             for item in self._items():
-                _count("clear", item, self.name, *key)
+                _attempt("clear", item, self.name, *key)
         except outages.ServiceUnavailable:
             log.warning("rate-limit store unreachable: %s counts not cleared", self.name)
 

@@ -422,3 +422,20 @@ def test_a_request_that_counted_a_throttle_is_not_run_again(reads_after):
     with connection_cut_at("SELECT") as cut:  # the control: the same read alone is run again
         assert reads_after.get("/_test/read").status_code == 200
     assert cut.is_set()
+
+
+def test_a_connection_left_read_only_by_a_failover_is_discarded_and_the_request_run_again(app, client, world):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("read-only connections (a standby, default_transaction_read_only) are PostgreSQL's")
+    rp = _signed_in_rp(client, world)
+    db.session.commit()  # the test's session gives its connection back to the pool
+    # The pool's next connection was made while the server was read-only, and stays so.
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("SET SESSION default_transaction_read_only = on")
+        conn.commit()
+    with captured_logs() as lines:
+        code = rp.code()  # its one statement, a write outside a transaction, is refused and run again
+        assert rp.exchange(code).status_code == 200
+    assert any("path=/authorize status=302" in line and "retried=1" in line for line in lines)
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
