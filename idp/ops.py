@@ -42,12 +42,29 @@ def ready():
 def _database_problem() -> str | None:
     """None when the database would take a write to the hot tables now; otherwise what stops it
     (`unreachable`, `read-only`, `locked`), never the error itself (it may name hosts and users)."""
+    problem = _check_database()
+    if problem == "read-only":
+        # A connection made while the server was read-only stays so after it is writable again, and
+        # readiness only reads: drop the idle ones and ask a fresh connection, or this node would
+        # say read-only (and stay drained) until the pool recycled them.
+        db.engine.dispose()
+        problem = _check_database()
+    elif problem == "cut":
+        # The pooled connection died (a restart, a failover); the pool connects afresh, and the
+        # answer is that fresh connection's, as for any request (idp.outages).
+        problem = _check_database()
+    return "unreachable" if problem == "cut" else problem
+
+
+def _check_database() -> str | None:
     try:
         with db.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 return _postgresql_problem(conn)
             return _sqlite_problem(conn)
     except (sa_exc.DBAPIError, sa_exc.TimeoutError) as error:
+        if getattr(error, "connection_invalidated", False):
+            return "cut"
         outage = outages.cause_of(error)
         cause = outage.cause if outage is not None else ""
         return {"lock-timeout": "locked", "database-read-only": "read-only"}.get(cause, "unreachable")

@@ -281,7 +281,19 @@ def _retrying_once_on_a_cut_connection(dispatch):
     return dispatch_request
 
 
+def _end_session_quietly(exc) -> None:
+    """Close the request's session before Flask-SQLAlchemy does (teardowns run last-registered
+    first). A connection that died after the answer was made fails the closing ROLLBACK; that
+    says nothing about the answer, which must not become a 500 with a traceback."""
+    try:
+        db.session.remove()
+    except sa_exc.DBAPIError:
+        # The dead connection is invalidated by now, so closing again only lets go of it.
+        db.session.remove()
+
+
 def init_app(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, _start_request)
     app.after_request(_note_served)
+    app.teardown_appcontext(_end_session_quietly)
     app.dispatch_request = _retrying_once_on_a_cut_connection(app.dispatch_request)

@@ -439,3 +439,21 @@ def test_a_connection_left_read_only_by_a_failover_is_discarded_and_the_request_
     assert any("path=/authorize status=302" in line and "retried=1" in line for line in lines)
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "off"
+
+
+def test_a_connection_that_dies_after_the_answer_was_made_does_not_turn_it_into_an_error(app):
+    def view():
+        count = db.session.scalar(select(db.func.count()).select_from(Token))  # a transaction is open
+        db.session.connection().connection.dbapi_connection.close()  # the server goes away
+        return {"tokens": count}
+
+    app.add_url_rule("/_test/answered", "test_answered", view)
+    answers = []
+    # In a thread of its own, the request has its own app context and closes its session at the end,
+    # as under gunicorn (the test's context, held open, would keep it).
+    request_alone = threading.Thread(target=lambda: answers.append(app.test_client().get("/_test/answered")))
+    with captured_logs() as lines:
+        request_alone.start()
+        request_alone.join()
+    assert answers[0].status_code == 200 and answers[0].get_json() == {"tokens": 0}
+    assert not any("Traceback" in line for line in lines)
