@@ -127,24 +127,27 @@ def _send(traffic: Traffic, step: str, call, ok=(200, 302)) -> requests.Response
     return response
 
 
-def sign_in_journey(site, traffic: Traffic, number: int, *, seeded: dict, email: str = "teacher@oakwood.example"):
+def sign_in_journey(site, traffic: Traffic, number: int, *, seeded: dict, email: str = "teacher@oakwood.example",
+                    http: requests.Session | None = None) -> dict:
     """A teacher opens the school's app, is sent to the login page, signs in, comes back with a
-    code, and the app redeems it and asks for userinfo. Query strings carry PKCE and state, which
-    no log line may show."""
-    http = site.session(str(number))
+    code, and the app redeems it and asks for userinfo; the token response. Query strings carry
+    PKCE and state, which no log line may show. With the `http` of a browser already signed in,
+    the login page is skipped, as it is for that person."""
+    http = http or site.session(str(number))
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     params = {"response_type": "code", "client_id": seeded["client_id"], "redirect_uri": REDIRECT_URI,
               "scope": "openid email profile", "state": secrets.token_urlsafe(12), "nonce": secrets.token_urlsafe(12),
               "code_challenge": challenge, "code_challenge_method": "S256"}
-    to_login = _send(traffic, "authorize", lambda: http.get(site.url("/authorize"), params=params,
-                                                            allow_redirects=False, timeout=10))
-    page = _send(traffic, "login-page", lambda: http.get(urljoin(to_login.url, to_login.headers["Location"]),
-                                                         timeout=10), ok=(200,))
-    back = _send(traffic, "login", lambda: post_form(http, page, {"email": email, "password": PASSWORD}, timeout=10),
-                 ok=(302,))
-    answer = _send(traffic, "authorize", lambda: http.get(urljoin(back.url, back.headers["Location"]),
-                                                          allow_redirects=False, timeout=10), ok=(302,))
+    answer = _send(traffic, "authorize", lambda: http.get(site.url("/authorize"), params=params,
+                                                          allow_redirects=False, timeout=10))
+    if not answer.headers["Location"].startswith(REDIRECT_URI):
+        page = _send(traffic, "login-page", lambda: http.get(urljoin(answer.url, answer.headers["Location"]),
+                                                             timeout=10), ok=(200,))
+        back = _send(traffic, "login", lambda: post_form(http, page, {"email": email, "password": PASSWORD},
+                                                         timeout=10), ok=(302,))
+        answer = _send(traffic, "authorize", lambda: http.get(urljoin(back.url, back.headers["Location"]),
+                                                              allow_redirects=False, timeout=10), ok=(302,))
     location = answer.headers["Location"]
     if not location.startswith(REDIRECT_URI):
         raise NoAnswer("authorize")
@@ -158,6 +161,16 @@ def sign_in_journey(site, traffic: Traffic, number: int, *, seeded: dict, email:
     _send(traffic, "userinfo", lambda: http.get(site.url("/userinfo"),
                                                 headers={"Authorization": f"Bearer {access_token}"}, timeout=10),
           ok=(200,))
+    return tokens.json()
+
+
+def one_sign_in(site, seeded: dict, http: requests.Session | None = None) -> dict:
+    """One sign_in_journey on its own: the token response, or AssertionError naming the step that failed."""
+    recorder = Traffic(site, sign_in_journey)
+    try:
+        return sign_in_journey(site, recorder, 0, seeded=seeded, http=http)
+    except NoAnswer as failed:
+        raise AssertionError(f"the sign-in failed at {failed}: {recorder.answers}") from None
 
 
 def lost_writes(database_url: str, acknowledged: Acknowledged) -> list[str]:
