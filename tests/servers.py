@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -448,3 +449,108 @@ def haproxy(tmp_path: Path, nodes: dict[str, int], port: int | None = None, stat
         yield server
     finally:
         _stop(process, signal.SIGUSR1)  # HAProxy's soft stop
+
+
+# --- make two-nodes ---------------------------------------------------------------------------
+
+
+def _idp_command(env: dict, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-c", "from idp.cli import main; main()", *args], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"idp {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def _demo_app(folder: Path, env: dict, module: str, port: int):
+    """A demo relying party on `port` (skipped, with None, when the port is taken)."""
+    if _port_open(port):
+        return None
+    log = folder / f"{module.rsplit('.', 1)[1]}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)], cwd=PROJECT_ROOT, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    _wait_until(lambda: _port_open(port), process, log, module)
+    return process
+
+
+def serve_two_nodes(balancer_port: int) -> None:
+    """`make two-nodes`: a throwaway PostgreSQL cluster and redis-server, the demo data, two IdP
+    nodes (gunicorn, two workers each) and HAProxy in front, in a temporary folder, until Ctrl-C."""
+    from contextlib import ExitStack
+
+    missing = postgresql_missing() or (
+        "haproxy is not installed (apt-get install haproxy)" if haproxy_binary() is None else None) or (
+        "redis-server is not installed (apt-get install redis-server)" if redis_server_binary() is None else None)
+    if missing:
+        sys.exit(f"Cannot run two nodes here: {missing}")
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # Ctrl-C, and `kill`, both stop everything this started (SIGINT may arrive ignored, as it
+    # does for a job sent to the background).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+    with ExitStack() as stack:
+        folder = Path(tempfile.mkdtemp(prefix="idp-two-nodes-"))
+        stack.callback(shutil.rmtree, folder, ignore_errors=True)
+        print(f"Setting up in {folder} (PostgreSQL, Redis, two nodes, HAProxy)...", flush=True)
+        cluster = PrivatePostgres()
+        stack.callback(cluster.destroy)
+        cluster.create()
+        redis_url = stack.enter_context(redis_server(folder))
+        issuer = f"http://127.0.0.1:{balancer_port}"
+        env = idp_env(folder, cluster.url, IDP_SECRET_KEY=secrets.token_urlsafe(48), IDP_REDIS_URL=redis_url,
+                      IDP_ISSUER=issuer, IDP_TRUSTED_PROXIES="1")
+        for cheap in ("IDP_ARGON2_TIME_COST", "IDP_ARGON2_MEMORY_KIB"):  # production's costs here
+            env.pop(cheap)
+        _idp_command(env, "db", "upgrade")
+        _idp_command(env, "demo-data")
+        nodes = {}
+        for name in ("a", "b"):
+            (folder / name).mkdir()
+            node_env = {**env, "IDP_INSTANCE_PATH": str(folder / name / "instance")}
+            nodes[name] = stack.enter_context(gunicorn(folder / name, node_env, workers=2, name=name))
+        balancer = stack.enter_context(haproxy(folder, {name: node.port for name, node in nodes.items()},
+                                               port=balancer_port))
+        demo_apps = {port: _demo_app(folder, env, module, port)
+                     for module, port in (("clients.school_app", 5001), ("clients.staffsafe_app", 5002))}
+        for process in demo_apps.values():
+            if process is not None:
+                stack.callback(_stop, process)
+        print(f"""
+Two IdP nodes behind HAProxy, sharing one PostgreSQL and one Redis:
+
+  Load balancer (the issuer)  {issuer}/.well-known/openid-configuration
+  A school's login page       {issuer}/t/oakwood/login   (sam.jones@example.org, Demo-Password-2026!)
+  HAProxy's statistics        {balancer.stats_url}
+  Node a                      {nodes['a'].base_url}/healthz/ready   (log: {nodes['a'].log})
+  Node b                      {nodes['b'].base_url}/healthz/ready   (log: {nodes['b'].log})
+  PostgreSQL                  {cluster.url.replace(PrivatePostgres.PASSWORD, '…')}
+  Redis                       {redis_url}
+""")
+        for port, process in demo_apps.items():
+            print(f"  Demo app                    http://127.0.0.1:{port}/" if process is not None
+                  else f"  (port {port} is taken: its demo app is not started)")
+        print(f"""
+Kill a node (kill -9 -{nodes['a'].process.pid}: node a's gunicorn master and workers) and watch
+HAProxy drain it.
+Ctrl-C stops everything and removes {folder}.""", flush=True)
+        try:
+            while balancer.process.poll() is None:
+                time.sleep(1)  # until Ctrl-C; a node killed meanwhile is HAProxy's to notice
+        except KeyboardInterrupt:
+            print("\nStopping...", flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.servers")
+    commands = parser.add_subparsers(dest="command", required=True)
+    two_nodes = commands.add_parser("two-nodes", help="two IdP nodes behind HAProxy (make two-nodes)")
+    two_nodes.add_argument("--port", type=int, default=8100, help="the load balancer's port (the issuer's)")
+    arguments = parser.parse_args()
+    serve_two_nodes(arguments.port)
