@@ -143,6 +143,11 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        # Flask's 500 for an exception that escaped the handlers below (raised after the view).
+        outage = outages.cause_of(getattr(error, "original_exception", None) or error)
+        if outage is not None:
+            outages.rollback_quietly()
+            return outages.unavailable(outage)
         titles = {404: "Page not found", 405: "Not allowed", 403: "Access denied", 400: "Bad request"}
         return _error_page(titles.get(error.code, error.name), error.description or "", error.code or 500)
 

@@ -292,8 +292,22 @@ def _end_session_quietly(exc) -> None:
         db.session.remove()
 
 
+def _logging_outages_as_one_line(log_exception):
+    """Flask's own logging of an exception that escaped the error handlers (one raised by an
+    after-request hook, such as a commit at the request boundary): an outage is said by the request
+    log line (create_app's error pages answer 503), not with a traceback per request."""
+
+    @functools.wraps(log_exception)
+    def log_unless_outage(exc_info):
+        if cause_of(exc_info[1]) is None:
+            log_exception(exc_info)
+
+    return log_unless_outage
+
+
 def init_app(app: Flask) -> None:
     app.before_request_funcs.setdefault(None, []).insert(0, _start_request)
     app.after_request(_note_served)
     app.teardown_appcontext(_end_session_quietly)
+    app.log_exception = _logging_outages_as_one_line(app.log_exception)
     app.dispatch_request = _retrying_once_on_a_cut_connection(app.dispatch_request)

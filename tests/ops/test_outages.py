@@ -457,3 +457,25 @@ def test_a_connection_that_dies_after_the_answer_was_made_does_not_turn_it_into_
         request_alone.join()
     assert answers[0].status_code == 200 and answers[0].get_json() == {"tokens": 0}
     assert not any("Traceback" in line for line in lines)
+
+
+def test_a_database_failure_after_the_view_answers_503_without_a_traceback(app, tmp_path):
+    """As when the request boundary's commit (an after-request hook) finds the database gone."""
+    from sqlalchemy.exc import OperationalError
+
+    failing = create_app({"database_url": app.config["SQLALCHEMY_DATABASE_URI"], "instance_path": tmp_path,
+                          "PROPAGATE_EXCEPTIONS": False})
+
+    commits = []
+
+    @failing.after_request
+    def commit_at_the_boundary(response):
+        commits.append(response.status_code)
+        if len(commits) == 1:  # the error page's own commit, after the rollback, has nothing to send
+            raise OperationalError("COMMIT", {}, ConnectionError("server closed the connection unexpectedly"))
+        return response
+
+    with captured_logs() as lines:
+        response = failing.test_client().get("/healthz/live")
+    assert response.status_code == 503 and "Retry-After" in response.headers
+    assert not any("Traceback" in line for line in lines)
