@@ -160,7 +160,10 @@ def _protocol_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def is_protocol_request() -> bool:
-    exact, prefixes = current_app.extensions.setdefault("idp_protocol_paths", _protocol_paths())
+    paths = current_app.extensions.get("idp_protocol_paths")
+    if paths is None:
+        paths = current_app.extensions["idp_protocol_paths"] = _protocol_paths()
+    exact, prefixes = paths
     return request.path in exact or request.path.startswith(prefixes)
 
 
@@ -257,9 +260,11 @@ def _note_served(response):
 def _retrying_once_on_a_cut_connection(dispatch):
     """The view, run once more on a fresh connection when its pooled connection was cut (a restart,
     a failover, a read-only server) and nothing it did has left the process yet: no commit
-    attempted (its outcome would be unknown), no write outside a transaction, no throttle count,
-    no mail. The failed attempt's transaction died with its connection, so the second run starts
-    from what the database holds. The browser's cookie session is put back as it came."""
+    attempted (its outcome would be unknown), no write outside a transaction that may have
+    committed, no throttle count, no mail. The failed attempt's transaction died with its
+    connection, so the second run starts from what the database holds; and the single-use writes
+    (a code consumed, a refresh token rotated) are conditional updates that a second run simply
+    repeats. The browser's cookie session is put back as it came."""
 
     @functools.wraps(dispatch)
     def dispatch_request():
