@@ -9,12 +9,14 @@ BIND ?= 127.0.0.1:8000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser-deps run test serve bench bench-compare schema
+BALANCER_PORT ?= 8100
+.PHONY: help venv browser-deps run test serve two-nodes bench bench-compare schema
 
 help:
 	@echo "make run            venv + database + demo data, then the IdP on :5000 and the demo apps on :5001/:5002"
 	@echo "make test           venv + the whole test suite"
 	@echo "make serve          gunicorn wsgi:app on $(BIND) with $(WORKERS) workers (reads IDP_* variables)"
+	@echo "make two-nodes      two IdP nodes behind HAProxy on :$(BALANCER_PORT), with a throwaway PostgreSQL and Redis"
 	@echo "make bench          the load benchmark (bench/run.py)"
 	@echo "make bench-compare  the same workloads against panva's oidc-provider in memory and on Redis (and BENCH_ARGS=\"--baseline-tree DIR\": an older checkout of ours), with ratios (bench/compare.py)"
 
@@ -50,6 +52,12 @@ test: venv browser-deps
 serve: venv
 	$(IDP) db upgrade
 	$(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(BIND) wsgi:app
+
+# Two gunicorn masters sharing a throwaway PostgreSQL cluster and redis-server, behind HAProxy
+# (readiness health checks), all in a temporary folder; Ctrl-C stops and removes everything.
+# Needs PostgreSQL's server binaries, redis-server and haproxy (Debian packages).
+two-nodes: venv
+	$(PY) -m tests.servers two-nodes --port $(BALANCER_PORT)
 
 bench: venv
 	@test -f bench/run.py || { echo "bench/run.py is missing: the load benchmark is not in this checkout yet." >&2; exit 1; }

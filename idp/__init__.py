@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, render_template, request
+from flask import Flask, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -13,8 +13,10 @@ from werkzeug.routing import IntegerConverter
 from .config import PROJECT_ROOT, Settings
 from .errors import DomainError
 from .web import refuse_nul_characters
-from . import ratelimits, transactions
-from .extensions import csrf, db, login_manager, migrate, ping_idle_connections
+from . import outages, ratelimits, transactions
+from .extensions import (
+    csrf, db, discard_connections_on_failover, engine_options, login_manager, migrate, ping_idle_connections,
+)
 
 BLUEPRINTS = (
     "idp.request_log",  # first: its request id and timer hooks run before the others
@@ -49,6 +51,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     db.init_app(app)
     with app.app_context():
         ping_idle_connections(db.engine)
+        discard_connections_on_failover(db.engine)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -71,6 +74,8 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     app.jinja_env.globals.update(providers=providers, provider_name=providers.name, local_time=_local_time)
     _register_error_pages(app)
+    transactions.init_app(app)
+    outages.init_app(app)
     _register_security_headers(app)
     app.before_request(refuse_nul_characters)
     from .querycount import register_query_count
@@ -80,8 +85,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .cli import register_commands
 
     register_commands(app)
-    # Last, so it runs before every other after-request hook (Flask runs them in reverse).
-    transactions.init_app(app)
     return app
 
 
@@ -102,20 +105,11 @@ class _RowIdConverter(IntegerConverter):
 
 
 def _configure(app: Flask, settings: Settings) -> None:
-    # Idle connections are pinged by extensions.ping_idle_connections, not every checkout.
-    if settings.database_url.startswith("sqlite"):
-        engine_options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    else:
-        # Every connection a worker has needed stays open. SQLAlchemy's default keeps 5 and closes
-        # the rest on return, so a worker with more requests in flight connected afresh over and
-        # over (600 new connections in a 20 s benchmark run), which cost PostgreSQL more CPU than
-        # the requests themselves (bench/README.md).
-        engine_options = {"pool_size": settings.database_pool_size, "max_overflow": 0, "pool_use_lifo": True}
     app.config.update(
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=engine_options,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings),
         SESSION_COOKIE_NAME="idp_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -135,10 +129,17 @@ def _configure(app: Flask, settings: Settings) -> None:
     app.config.update(settings.flask_overrides)
 
 
+#: What a relying party is told for an error its endpoint has no OAuth code of its own for.
+_PROTOCOL_ERROR_CODES = {401: "invalid_client", 404: "not_found", 500: "server_error"}
+
+
 def _error_page(title: str, message: str, status: int, hint: str | None = None):
-    if request.accept_mimetypes.best == "application/json" or request.path.startswith(("/oauth", "/api")):
-        return {"error": title.lower().replace(" ", "_"), "error_description": message}, status
-    return render_template("error.html", title=title, message=message, hint=hint), status
+    # Protocol endpoints answer JSON whatever went wrong, as do API-style callers that ask for it.
+    if outages.is_protocol_request() or request.accept_mimetypes.best == "application/json":
+        code = _PROTOCOL_ERROR_CODES.get(status, "server_error" if status >= 500 else "invalid_request")
+        return {"error": code, "error_description": message or title}, status
+    # Rendered without Flask-Login's user lookup: an error page must not need the database.
+    return outages.render_page("error.html", title=title, message=message, hint=hint), status
 
 
 def _register_error_pages(app: Flask) -> None:
@@ -157,13 +158,22 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        # Flask's 500 for an exception that escaped the handlers below (raised after the view).
+        outage = outages.cause_of(getattr(error, "original_exception", None) or error)
+        if outage is not None:
+            outages.rollback_quietly()
+            return outages.unavailable(outage)
         titles = {404: "Page not found", 405: "Not allowed", 403: "Access denied", 400: "Bad request"}
         return _error_page(titles.get(error.code, error.name), error.description or "", error.code or 500)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
+        outages.rollback_quietly()
+        outage = outages.cause_of(error)
+        if outage is not None:
+            # The request log's line for this request names the cause; no traceback per request.
+            return outages.unavailable(outage)
         app.logger.exception("unhandled error")
-        db.session.rollback()
         return _error_page("Sorry, there is a problem with the service", "Please try again later.", 500)
 
 

@@ -68,8 +68,23 @@ class Settings:
     #: IDP_DATABASE_POOL_SIZE: PostgreSQL connections each worker keeps open once it has needed them;
     #: gunicorn's gevent workers take no more requests at once (gunicorn.conf.py), so none waits for one.
     database_pool_size: int = 25
+    #: IDP_DATABASE_STATEMENT_TIMEOUT: seconds a PostgreSQL statement may run before it is cancelled
+    #: (the request answers 503). gunicorn's timeout does not stop a gevent request, so this bounds it.
+    database_statement_timeout: int = 5
+    #: IDP_DATABASE_LOCK_TIMEOUT: seconds a statement may wait for a lock (PostgreSQL lock_timeout,
+    #: SQLite's busy wait) before the request answers 503 instead of hanging on a locked table.
+    database_lock_timeout: int = 2
+    #: IDP_DATABASE_CONNECT_TIMEOUT: seconds to wait for a new PostgreSQL connection (a failed-over
+    #: host that drops packets would otherwise hang each request for minutes).
+    database_connect_timeout: int = 5
+    #: IDP_DATABASE_POOL_RECYCLE: seconds after which a pooled connection is closed and made afresh,
+    #: so none outlives a failover or a changed server setting for long.
+    database_pool_recycle: int = 600
     #: IDP_REDIS_URL: shared rate-limit store for several processes.
     redis_url: str | None = None
+    #: IDP_REDIS_TIMEOUT: seconds to wait for Redis to connect or answer before the throttled
+    #: action answers 503.
+    redis_timeout: int = 2
     #: IDP_TIMEZONE: default tenant timezone.
     timezone: str = "Europe/London"
     #: IDP_TRUSTED_PROXIES: how many reverse proxies' X-Forwarded-* headers to trust (0 = none).
@@ -118,11 +133,16 @@ class Settings:
             instance_path=instance,
             database_url=_env("IDP_DATABASE_URL", ""),
             database_pool_size=_env_int("IDP_DATABASE_POOL_SIZE", 25, minimum=1),
+            database_statement_timeout=_env_int("IDP_DATABASE_STATEMENT_TIMEOUT", 5, minimum=1),
+            database_lock_timeout=_env_int("IDP_DATABASE_LOCK_TIMEOUT", 2, minimum=1),
+            database_connect_timeout=_env_int("IDP_DATABASE_CONNECT_TIMEOUT", 5, minimum=1),
+            database_pool_recycle=_env_int("IDP_DATABASE_POOL_RECYCLE", 600, minimum=1),
             issuer=_env("IDP_ISSUER", "http://127.0.0.1:5000").rstrip("/"),
             secret_key=_env("IDP_SECRET_KEY", ""),
             mail_url=_env("IDP_MAIL_URL", "outbox"),
             mail_from=_env("IDP_MAIL_FROM", "notifications@cpoms.net"),
             redis_url=_env("IDP_REDIS_URL"),
+            redis_timeout=_env_int("IDP_REDIS_TIMEOUT", 2, minimum=1),
             timezone=_env("IDP_TIMEZONE", "Europe/London"),
             trusted_proxies=_env_int("IDP_TRUSTED_PROXIES", 0),
             mfa_key=_env("IDP_MFA_KEY", ""),

@@ -3,7 +3,11 @@
 Counts live in a `limits` storage (Redis when IDP_REDIS_URL is set), so every
 worker sees the same counts. Only failures are counted for login and 2FA, so a
 person who signs in correctly is never slowed down. The throttles are asked by
-the views that need them; no other request pays for a rate-limit check."""
+the views that need them; no other request pays for a rate-limit check.
+
+When the configured store cannot be reached, the throttled action fails closed:
+idp.outages answers 503 with Retry-After, as for a database outage. Counting in
+each process instead would hand a guesser a fresh allowance per worker and node."""
 
 from __future__ import annotations
 
@@ -12,16 +16,26 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 from limits import parse_many
-from limits.storage import MemoryStorage, storage_from_string
+from limits.errors import StorageError
+from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+
+from . import outages
 
 log = logging.getLogger(__name__)
 _LIMITER_KEY = "idp_ratelimiter"
 
 
 def init_app(app: Flask) -> None:
-    url = app.config["SETTINGS"].redis_url or "memory://"
-    app.extensions[_LIMITER_KEY] = FixedWindowRateLimiter(storage_from_string(url))
+    settings = app.config["SETTINGS"]
+    if settings.redis_url:
+        # Bounded waits: an unreachable Redis fails the request in seconds rather than hanging it.
+        storage = storage_from_string(settings.redis_url, wrap_exceptions=True,
+                                      socket_timeout=settings.redis_timeout,
+                                      socket_connect_timeout=settings.redis_timeout)
+    else:
+        storage = storage_from_string("memory://", wrap_exceptions=True)
+    app.extensions[_LIMITER_KEY] = FixedWindowRateLimiter(storage)
 
 
 def _limiter() -> FixedWindowRateLimiter:
@@ -33,25 +47,25 @@ def storage():
     return _limiter().storage
 
 
-# When the shared store (Redis) is unreachable, each process keeps counting on its
-# own rather than failing every sign-in with an error or dropping the throttle. Made on first
-# need: a memory storage starts a timer thread, which a gunicorn master must not fork into workers.
-_fallback: FixedWindowRateLimiter | None = None
-
-
-def _fallback_limiter() -> FixedWindowRateLimiter:
-    global _fallback
-    if _fallback is None:
-        _fallback = FixedWindowRateLimiter(MemoryStorage())
-    return _fallback
-
-
 def _attempt(method: str, item, *identifiers):
     try:
-        return getattr(_limiter(), method)(item, *identifiers)
-    except Exception:  # any storage failure: redis down, timeout, auth
-        log.warning("rate-limit storage unavailable; counting in this process only", exc_info=True)
-        return getattr(_fallback_limiter(), method)(item, *identifiers)
+        answer = getattr(_limiter(), method)(item, *identifiers)
+    except StorageError:
+        raise outages.ServiceUnavailable(outages.Outage("redis", "redis-unreachable")) from None
+    outages.served("redis")
+    return answer
+
+
+def _count(item, *identifiers) -> None:
+    # A count is a write outside the database: a request that made one must not be run again
+    # (clearing twice is harmless, counting twice is not).
+    outages.sent_outside()
+    _attempt("hit", item, *identifiers)
+
+
+def is_reachable() -> bool:
+    """Whether the shared store answers (readiness); always true for the in-process store."""
+    return _limiter().storage.check()
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,7 @@ class Throttle:
         if not self._enabled():
             return
         for item in self._items():
-            _attempt("hit", item, self.name, *key)
+            _count(item, self.name, *key)
 
     def lock_seconds(self, *key: str) -> int | None:
         """How long the longest used-up limit locks `key` for (None when nothing is used up)."""
@@ -84,10 +98,15 @@ class Throttle:
         return max((item.get_expiry() for item in used_up), default=None)
 
     def clear(self, *key: str) -> None:
+        """Forget `key`'s failures. Relief only, so an unreachable store does not fail the request
+        (a change that was just made, such as a new password, stands): the count runs out by itself."""
         if not self._enabled():
             return
-        for item in self._items():
-            _attempt("clear", item, self.name, *key)
+        try:
+            for item in self._items():
+                _attempt("clear", item, self.name, *key)
+        except outages.ServiceUnavailable:
+            log.warning("rate-limit store unreachable: %s counts not cleared", self.name)
 
 
 #: Failed password attempts against one account from one client address: the lock a guesser meets,

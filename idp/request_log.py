@@ -1,9 +1,15 @@
-"""One log line per request on stderr, with a request id, and nothing secret in it.
+"""One log line per request on stderr, with a request id, and nothing secret in any log line.
 
 Registered like a blueprint (first in BLUEPRINTS, so its hooks run before the
 others'). The line carries method, path without query string, status, duration,
-tenant slug and client IP. Path parts that are credentials (a reset token,
-anything a route names `token`, `code` or `secret`) are replaced by "…"."""
+tenant slug and client IP (and, for a request answered 503 in an outage, the cause).
+Path parts that are credentials (a reset token, anything a route names `token`,
+`code` or `secret`) are replaced by "…".
+
+Every other log record of the process (gunicorn's error and access logs, Flask's,
+SQLAlchemy's, tracebacks included) is redacted when it is made: query strings,
+reset tokens, email addresses, password hashes, bearer credentials and SQL
+parameters never reach a handler."""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ import time
 import uuid
 
 from flask import Blueprint, Response, g, request
+
+from . import outages
 
 bp = Blueprint("request_log", __name__)
 
@@ -41,32 +49,62 @@ def _configure_logger(state) -> None:
     logger.propagate = False
     # Alembic's fileConfig (migrations/env.py) disables loggers that existed before it ran.
     logger.disabled = False
-    for name in ("werkzeug", "gunicorn.access"):
-        if _ACCESS_LOG_REDACTOR not in logging.getLogger(name).filters:
-            logging.getLogger(name).addFilter(_ACCESS_LOG_REDACTOR)
+    redact_every_log_record()
 
 
-class _RedactSecretPaths(logging.Filter):
-    """Other servers' access logs (werkzeug, gunicorn) print whole paths: keep reset tokens out."""
+# What may be secret wherever it appears in a log line, and what it becomes.
+_SECRETS = [
+    # A query string (/authorize?...&code_challenge=..., /token?code=...), the path kept.
+    (re.compile(r"(/[^\s?\"']*)\?[^\s\"']+"), r"\1?[redacted]"),
+    # Unmatched URLs (404s) have no route to say which part is secret.
+    # (The request log's own lines say "…" already.)
+    (re.compile("(" + "|".join(re.escape(p) for p in SECRET_PATH_PREFIXES) + r")(?!" + REDACTED + r")[^\s\"?]+"),
+     r"\1[redacted]"),
+    # A password in a connection URL (postgresql://idp:secret@db/...).
+    (re.compile(r"(\w+://[^:/\s@]+:)[^@/\s]+@"), r"\1[redacted]@"),
+    (re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}"), "[email]"),
+    (re.compile(r"\$argon2(?:id|i|d)\$[^\s'\")]+"), "[password hash]"),
+    (re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]+"), r"\1 [redacted]"),
+    (re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*"), "[jwt]"),
+    # SQLAlchemy's statement parameters, from an engine made without hide_parameters.
+    (re.compile(r"\[parameters: [^\n]*\]"), "[parameters hidden]"),
+]
 
-    PATTERN = re.compile("(" + "|".join(re.escape(p) for p in SECRET_PATH_PREFIXES) + r")[^\s\"?]+")
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = self._clean(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._clean(a) for a in record.args)
-        elif isinstance(record.args, dict):
-            # In place: gunicorn's atoms dict answers "-" for keys it lacks, a copy would not.
-            for key in list(record.args.keys()):
-                record.args[key] = self._clean(dict.__getitem__(record.args, key))
-        return True
-
-    def _clean(self, value):
-        return self.PATTERN.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
-_ACCESS_LOG_REDACTOR = _RedactSecretPaths()
+def _redacted(record: logging.LogRecord) -> logging.LogRecord:
+    # The message is formatted here, so a secret split between the format and its arguments is
+    # seen whole (and gunicorn's access-log atoms are redacted with the rest).
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a malformed call; logging reports it at format time
+        return record
+    record.msg, record.args = redact(message), ()
+    if record.exc_info and not record.exc_text:
+        # Formatters print exc_text when it is set: the traceback is redacted once, here.
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    return record
+
+
+def redact_every_log_record() -> None:
+    """Redact each log record when it is made, whichever logger or handler it goes to: a filter
+    sees only records of its own logger, and gunicorn's error log is not the access log."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "redacts", False):
+        return
+
+    def redacting_factory(*args, **kwargs):
+        return _redacted(make(*args, **kwargs))
+
+    redacting_factory.redacts = True
+    logging.setLogRecordFactory(redacting_factory)
 
 
 def request_id() -> str:
@@ -108,6 +146,10 @@ def _log(response: Response) -> Response:
     if tenant:
         fields.append(f"tenant={_plain(tenant)}")
     fields.append(f"ip={request.remote_addr or '-'}")
+    if g.get(outages.OUTAGE_CAUSE):
+        fields.append(f"cause={g.get(outages.OUTAGE_CAUSE)}")
+    if g.get(outages.RETRIED):
+        fields.append("retried=1")
     logger.info(" ".join(fields))
     return response
 

@@ -99,6 +99,12 @@ def run_migrations_online():
             # children. Alembic's advice: migrate with them off.
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
+        else:
+            # The application's statement timeout (IDP_DATABASE_STATEMENT_TIMEOUT) is for requests;
+            # rewriting a large table may take longer. Its lock timeout stays: a migration waiting
+            # for a busy table fails instead of queueing every request behind its lock.
+            connection.exec_driver_sql("SET statement_timeout = 0")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -107,9 +113,8 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
-        if sqlite:
-            # Never hand this connection (foreign keys off) back to the application's pool.
-            connection.invalidate()
+        # Never hand this connection (foreign keys off, no statement timeout) back to the pool.
+        connection.invalidate()
 
 
 if context.is_offline_mode():

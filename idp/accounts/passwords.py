@@ -59,8 +59,14 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def _verify(password_hash: str, password: str) -> bool:
+    return _off_the_event_loop(_matches, hasher(), password_hash, password)
+
+
+def _matches(hasher_: PasswordHasher, password_hash: str, password: str) -> bool:
+    # Caught in the thread that runs argon2: gevent's pool prints a traceback for every exception
+    # that leaves one of its threads, which would be one per wrong password.
     try:
-        return _off_the_event_loop(hasher().verify, password_hash, password)
+        return hasher_.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

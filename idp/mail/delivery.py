@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from flask import current_app, g
 
-from .. import clock
+from .. import clock, outages
 from ..errors import DeliveryFailed
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ def send(message: EmailMessage) -> None:
     except ValueError as error:
         log.error("mail %r to %s not sent: %s", message.get("X-IDP-Kind", "message"), message.get("To"), error)
         raise MailNotSent() from None
+    outages.sent_outside()  # a request that mailed someone must not be run again (idp.outages)
     shared = g.get(_BATCH_KEY)
     try:
         if shared is not None and isinstance(backend, SmtpBackend):

@@ -55,3 +55,27 @@ def test_argon2_leaves_the_gevent_loop_running(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     # Each hash takes ~15 ms of C; the loop's other greenlet kept ticking all the while.
     assert result["longest_gap"] < result["per_hash"] / 2, result
+
+
+WRONG_PASSWORD_PROBE = r"""
+from gevent import monkey
+monkey.patch_all()
+from idp import create_app
+from idp.accounts import passwords
+
+app = create_app({"database_url": "sqlite://", "instance_path": INSTANCE})
+with app.app_context():
+    stored = passwords.hash_password("Correct-Horse-42!")
+    print("matched" if passwords.verify_password(stored, "wrong") else "refused")
+"""
+
+
+def test_a_wrong_password_under_gevent_is_refused_without_a_traceback(tmp_path):
+    # gevent's thread pool prints a traceback for an exception that leaves one of its threads:
+    # one per wrong password in the production log.
+    code = f"INSTANCE = {str(tmp_path)!r}\n" + WRONG_PASSWORD_PROBE
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "refused"
+    assert "Traceback" not in done.stderr

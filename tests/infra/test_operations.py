@@ -1,4 +1,5 @@
-"""Operations: the load balancer's health check, production mode refusing
+"""Operations: the load balancer's health checks (liveness needs nothing; readiness fails while
+the database cannot take writes or a configured Redis does not answer), production mode refusing
 unsafe settings (and saying which), and cookies that only travel over TLS
 when the issuer is https."""
 
@@ -6,12 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from idp import create_app
 from idp.config import UnsafeForProduction
+from idp.extensions import db
 from tests.servers import PROJECT_ROOT, free_port, idp_env
 
 SAFE_PRODUCTION = dict(
@@ -43,6 +46,41 @@ def test_healthz_answers_503_when_the_database_does_not(tmp_path, broken_url):
     assert response.status_code == 503
     assert response.get_json()["status"] == "unavailable"
     assert "wrong" not in response.get_data(as_text=True)  # no connection string leaks
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/healthz/ready"])
+def test_readiness_answers_200_when_the_database_takes_writes(client, path):
+    response = client.get(path)
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+def test_liveness_needs_nothing_not_even_the_database(tmp_path):
+    app = create_app({"database_url": f"postgresql+psycopg://idp@127.0.0.1:{free_port()}/idp",
+                      "instance_path": tmp_path, "TESTING": True})
+    client = app.test_client()
+    assert client.get("/healthz/live").status_code == 200
+    assert client.get("/healthz/ready").status_code == 503
+
+
+@pytest.mark.parametrize("app_overrides", [{"database_lock_timeout": 5}])
+def test_readiness_fails_while_a_hot_table_is_locked(app, client, app_overrides):
+    from tests.ops.test_outages import hot_table_locked
+
+    with hot_table_locked(db.engine.url.render_as_string(hide_password=False)):
+        started = time.monotonic()
+        response = client.get("/healthz/ready")
+        assert time.monotonic() - started < 4  # a short wait of its own, not the requests' lock timeout
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "database": "locked"}
+    assert client.get("/healthz/ready").status_code == 200
+
+
+def test_readiness_fails_while_a_configured_redis_does_not_answer(app, tmp_path):
+    unreachable = create_app({"database_url": app.config["SQLALCHEMY_DATABASE_URI"], "instance_path": tmp_path,
+                              "redis_url": f"redis://127.0.0.1:{free_port()}/0", "TESTING": True})
+    response = unreachable.test_client().get("/healthz/ready")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "redis": "unreachable"}
 
 
 def test_production_mode_starts_with_safe_settings(tmp_path):
