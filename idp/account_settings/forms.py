@@ -1,10 +1,11 @@
 """Forms of Account settings > Security keys and of the second sign-in step."""
 
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ..models import MfaDevice
+from ..reset.forms import NEW_PASSWORD_INPUT
 from ..models.base import column_length
 
 
@@ -40,3 +41,14 @@ class SecondFactorForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button that changes something (sign out a browser): just the CSRF token."""
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired("Enter your current password"),
+                                                              Length(max=1024)],
+                            render_kw={"autocomplete": "current-password"})
+    password = PasswordField("New password", validators=[
+        DataRequired("Enter a new password"), Length(max=1024, message="Your password must be 1024 characters or fewer")],
+        render_kw=NEW_PASSWORD_INPUT)
+    confirm = PasswordField("Confirm new password", validators=[DataRequired("Enter the new password again")],
+                            render_kw=NEW_PASSWORD_INPUT)

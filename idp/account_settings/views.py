@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from .. import audit
-from ..accounts import directory, mfa
+from ..accounts import credentials, directory, mfa, passwords
 from ..accounts import sessions as account_sessions
 from ..auth import session
-from ..errors import NotAllowed, RateLimited
+from ..errors import NotAllowed, PolicyViolation, RateLimited
 from ..tenants import find_tenant
 from ..web import client_ip, safe_next
-from .forms import ActionForm, DeviceNameForm, EnrolmentCodeForm, SecondFactorForm
+from .forms import ActionForm, ChangePasswordForm, DeviceNameForm, EnrolmentCodeForm, SecondFactorForm
 
 bp = Blueprint("account_settings", __name__)
 
@@ -211,3 +211,36 @@ def end_other_sessions(page: _Page):
     audit.record(audit.SESSION_ENDED, tenant=page.tenant, actor=page.account, subject=page.account, ip=client_ip(),
                  which="every other")
     return redirect(url_for("account_settings.sessions", done="others", **page.params))
+
+
+# --------------------------------------------------------------------------- change password
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@signed_in_page
+def change_password(page: _Page):
+    form = ChangePasswordForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            credentials.change_own_password(page.account, form.current.data, form.password.data, form.confirm.data,
+                                            tenant=page.tenant, ip=client_ip(), keep=page.signed_in.row)
+        except RateLimited as limited:
+            form.current.errors.append(limited.message)
+            status = 429
+        except PolicyViolation as refused:
+            for problem in refused.problems:
+                target = (form.current if problem == credentials.CURRENT_PASSWORD_WRONG else
+                          form.confirm if problem == passwords.PASSWORDS_DIFFER else form.password)
+                target.errors.append(problem)
+            status = 400
+        else:
+            flash("Your password was changed. Every other browser signed in as you was signed out.", "success")
+            return redirect(url_for("account_settings.sessions", **page.params))
+    elif form.errors:
+        status = 400
+    met = passwords.rules_met(form.password.data or "", email=page.account.email,
+                              confirmation=form.confirm.data) if request.method == "POST" else set()
+    return page.render("account_settings/change_password.html", status, form=form,
+                       rules=passwords.rule_descriptions(), met=met,
+                       min_length=current_app.config["SETTINGS"].password_min_length)

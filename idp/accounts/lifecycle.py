@@ -110,19 +110,20 @@ def _refuse_unless(reason: str | None, field: str | None = None) -> None:
 
 
 def end_sign_ins(account: Account, *, tenant: Tenant | None = None, reason: str,
-                 authority: Authority | None = None) -> int:
+                 authority: Authority | None = None, keep=None) -> int:
     """The one way an account's sign-ins end: everywhere (`tenant` None), or at `tenant`'s
     applications only. Its tokens (for that tenant's clients, or all) are revoked, and the clients
     that received tokens in its browser sign-ins are told (back-channel logout). The browser
     sign-ins end too, unless only one school's sign-ins end and the account is also used
     elsewhere: that school cannot sign the person out of the others, so its own applications stop
-    accepting those sign-ins instead (sessions.end_at_tenant)."""
+    accepting those sign-ins instead (sessions.end_at_tenant). `keep`: the person's own sign-in
+    (a BrowserSession), which stays with its tokens ("every other sign-in ended")."""
     authority = authority or Authority.command_line()
     if tenant is None or not belongs_elsewhere(account, tenant):
-        sessions.end_of_account(account, reason=reason)
+        sessions.end_of_account(account, reason=reason, keep=keep)
     else:
         sessions.end_at_tenant(account, tenant, reason=reason)
-    revoked = tokens.revoke(account=account, tenant=tenant)
+    revoked = tokens.revoke(account=account, tenant=tenant, except_sid=keep.sid if keep is not None else None)
     audit.record(audit.SIGN_INS_ENDED, tenant=tenant, actor=authority.actor, subject=account, ip=authority.ip,
                  reason=reason, tokens_revoked=revoked)
     db.session.flush()

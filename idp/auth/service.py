@@ -86,6 +86,23 @@ def authenticate(tenant: Tenant | None, provider: str, email: str, password: str
     return account
 
 
+def check_current_password(account: Account, tenant: Tenant | None, password: str, *, ip: str | None) -> None:
+    """A signed-in person confirms their password (to change it): the login's throttles apply, so
+    this is no way round them. LoginFailed or RateLimited."""
+    # An Identity account's failures count at its own school, wherever the page was opened from.
+    key = _throttle_key(account.tenant if account.provider == "identity" else tenant, account.provider, account.email)
+    address = ip or "unknown"
+    if LOGIN_PER_ACCOUNT_IP.is_blocked(*key, address):
+        raise RateLimited(LOGIN_THROTTLED_MESSAGE)
+    if passwords.verify_password(account.password_hash, password):
+        return
+    LOGIN_PER_ACCOUNT_IP.hit(*key, address)
+    LOGIN_PER_ACCOUNT.hit(*key)
+    _refused(audit.LOGIN_FAILED, tenant, account.provider, account.email, ip, subject=account,
+             reason="wrong current password")
+    raise LoginFailed()
+
+
 def _refused(event: str, tenant: Tenant | None, provider: str, email: str, ip: str | None, *, subject=None,
              reason: str) -> None:
     audit.record(event, tenant=tenant, subject=subject, outcome="refused" if event == audit.LOGIN_THROTTLED
@@ -111,4 +128,6 @@ def forget_failed_logins(account: Account, tenant: Tenant | None, *, ip: str | N
 
 
 def record_sign_in(account: Account, tenant: Tenant | None, provider: str, amr: list[str], *, ip: str | None) -> None:
+    """A sign-in completed. (Its record also voids the account's outstanding reset links:
+    reset.links refuses a reset link older than the person's last sign-in.)"""
     audit.record(audit.LOGIN_SUCCEEDED, tenant=tenant, actor=account, subject=account, ip=ip, provider=provider, amr=amr)

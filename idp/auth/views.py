@@ -35,11 +35,13 @@ def platform_login():
 
 def _login_page(form: LoginForm, tenant, provider: str, has_sso: bool, template: str):
     next_url = safe_next(form.next.data or request.args.get("next"))
-    error, status = None, 200
+    error, status, failed = None, 200, False
     if form.validate_on_submit():
         try:
             account = service.authenticate(tenant, provider, form.email.data, form.password.data, ip=client_ip())
-        except (service.LoginFailed, service.NotAccepted) as failure:
+        except service.LoginFailed as failure:
+            error, failed = failure.message, True
+        except service.NotAccepted as failure:
             error = failure.message
         except RateLimited as limited:
             error, status = limited.message, 429
@@ -57,7 +59,7 @@ def _login_page(form: LoginForm, tenant, provider: str, has_sso: bool, template:
         if signed_in is not None:
             notice = service.NOT_A_MEMBER_MESSAGE.format(email=signed_in.account.email, tenant=tenant.name)
     return render_template(template, tenant=tenant, form=form, provider=provider, has_sso=has_sso, error=error,
-                           notice=notice, next_url=next_url), status
+                           failed=failed, notice=notice, next_url=next_url), status
 
 
 def after_password(account, tenant, provider: str, next_url: str | None):
@@ -100,7 +102,8 @@ def logout():
         flash(SIGNED_OUT_MESSAGE, "success")
         for client in ended.notified if ended is not None else []:
             flash(f"{client.name} was told to sign you out too.", "success")
-        return redirect(url_for("auth.login", slug=tenant.slug))
+        # "Sign in with a different account" goes on to where the person was going.
+        return redirect(url_for("auth.login", slug=tenant.slug, next=safe_next(request.form.get("next"))))
     return render_template("auth/signed_out.html", notified=ended.notified if ended is not None else [])
 
 

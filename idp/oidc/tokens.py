@@ -188,7 +188,7 @@ def consume_refresh_token(row: Token) -> bool:
 
 def revoke(*, account=None, tenant=None, client_id: str | None = None, family_id: str | None = None,
            code_id: int | None = None, token_id: int | None = None, sid: str | None = None,
-           offline: bool | None = None, access_only: bool = False) -> int:
+           offline: bool | None = None, except_sid: str | None = None, access_only: bool = False) -> int:
     """The one way tokens end: every live token matching all the given filters (at least one).
 
     `access_only` ends just the access token of the matching rows (RFC 7009 2.1: revoking an access
@@ -207,6 +207,9 @@ def revoke(*, account=None, tenant=None, client_id: str | None = None, family_id
     conditions = [column == value for column, value in filters if value is not None]
     if not conditions:
         raise ValueError("revoke() needs at least one filter")
+    if except_sid is not None:
+        # Tokens of the sign-in the person is using stay (a password changed from Account settings).
+        conditions.append(or_(Token.sid.is_(None), Token.sid != except_sid))
     now = clock.now()
     if access_only:
         statement = update(Token).where(*conditions, Token.access_expires_at > now).values(access_expires_at=now)

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from typing import Callable
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from .. import audit, clock
 from ..accounts import credentials, directory, lifecycle, passwords, providers
@@ -26,7 +26,7 @@ from ..auth import service as auth_service
 from ..errors import DeliveryFailed, DomainError, RateLimited
 from ..extensions import db
 from ..mail import messages, send
-from ..models import Account, ResetLink, Tenant, normalise_email
+from ..models import Account, AuditEvent, ResetLink, Tenant, normalise_email
 from ..models.base import hash_secret, new_secret, secret_matches
 from ..ratelimits import RESET_PER_EMAIL, RESET_PER_IP
 from ..transactions import commit_now
@@ -321,14 +321,27 @@ def open_link(token: str, *, ip: str | None = None, purposes: tuple[str, ...] = 
         raise LinkExpired(None)
     member_ok = (link.purpose == JOIN and link.account.membership_in(link.tenant_id) is not None
                  and not link.account.retired) or directory.active_membership(link.account, link.tenant) is not None
-    if link.is_usable and member_ok:
+    signed_in_since = link.is_usable and _signed_in_since(link)
+    if link.is_usable and member_ok and not signed_in_since:
         return link
     reason = ("used" if link.used_at else "void" if link.invalidated_at else
-              "expired" if link.is_expired else "inactive")
+              "expired" if link.is_expired else "signed in since" if signed_in_since else "inactive")
     audit.record(audit.RESET_EXPIRED, tenant=link.tenant_id, subject=link.account_id, outcome="refused", ip=ip,
                  reason=reason, purpose=link.purpose)
     commit_now(because="an opened dead link is recorded though the page refuses it")
     raise LinkExpired(link)
+
+
+def _signed_in_since(link: ResetLink) -> bool:
+    """A successful sign-in since a reset link was made voids it (whoever asked knows the password
+    after all, and a link left in a mailbox is a risk). Read from the sign-ins' audit events, so the
+    sign-in itself writes nothing more."""
+    if link.purpose != RESET:
+        return False
+    return bool(db.session.scalar(select(exists().where(
+        AuditEvent.subject_account_id == link.account_id, AuditEvent.event == audit.LOGIN_SUCCEEDED,
+        AuditEvent.at > link.created_at,
+    ))))
 
 
 def _claim(link: ResetLink) -> bool:

@@ -134,3 +134,41 @@ def test_failed_sso_logins_from_one_address_count_against_the_account_at_every_s
     response = browser.login("oakwood-staffsafe", "sam.jones@example.org", PASSWORD, provider="sso")
     assert response.status_code == 429
     assert "Too many unsuccessful sign-in attempts" in response.get_data(as_text=True)
+
+
+def test_the_heading_says_which_account_type_and_both_are_a_visible_choice(client, world):
+    html = client.get("/t/oakwood/login?provider=sso").get_data(as_text=True)
+    assert "<h1>Log in with CPOMS SSO</h1>" in html
+    assert 'aria-label="Account type"' in html and 'aria-current="page"' in html
+    assert html.count("account-type__choice") >= 2 and "If you have access to one school" in html
+    assert "Login using your CPOMS Identity account" in html  # the help page's link stays beneath Login
+    # A school with no SSO users shows neither the choice nor the switch.
+    plain = client.get("/t/beech/login").get_data(as_text=True)
+    assert "Account type" not in plain and "Login using your" not in plain
+
+
+def test_the_switch_keeps_the_typed_email(client, world):
+    html = client.get("/t/oakwood/login?provider=sso&login_hint=sam.jones@example.org").get_data(as_text=True)
+    assert 'value="sam.jones@example.org"' in html
+    assert "login.js" in html  # carries the typed address onto the switch links as login_hint
+
+
+def test_a_failed_login_at_a_mixed_school_hints_at_the_account_type_without_revealing_anything(browser, world):
+    for email in ("sam.jones@example.org", "nobody@example.org"):
+        html = browser.login("oakwood", email, "Wrong-Password-1!", provider="sso").get_data(as_text=True)
+        assert FAILED in html and "Check that you chose the right account type" in html
+    plain = browser.login("beech", "pat.lee@example.org", "Wrong-Password-1!").get_data(as_text=True)
+    assert FAILED in plain and "right account type" not in plain
+
+
+def test_a_signed_in_non_member_can_sign_in_with_a_different_account(browser, world):
+    browser.login("beech", "pat.lee@example.org")
+    page = browser.get("/t/oakwood/login?reason=not_member&next=/t/oakwood/")
+    html = page.get_data(as_text=True)
+    assert "does not have access to Oakwood Primary School" in html and "Sign in with a different account" in html
+    response = browser.client.post("/logout", data={"csrf_token": csrf_token_from(html), "tenant": "oakwood",
+                                                    "next": "/t/oakwood/"})
+    assert response.headers["Location"] == "/t/oakwood/login?next=/t/oakwood/"
+    after = browser.get(response.headers["Location"]).get_data(as_text=True)
+    assert "You have signed out of CPOMS on this browser." in after
+    assert browser.get("/t/beech/").status_code == 302
