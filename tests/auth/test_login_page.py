@@ -138,7 +138,7 @@ def test_failed_sso_logins_from_one_address_count_against_the_account_at_every_s
 
 def test_the_heading_says_which_account_type_and_both_are_a_visible_choice(client, world):
     html = client.get("/t/oakwood/login?provider=sso").get_data(as_text=True)
-    assert "<h1>Log in with CPOMS SSO</h1>" in html
+    assert '<h1>Log in to CPOMS <span class="heading-account">with your CPOMS SSO account</span></h1>' in html
     assert 'aria-label="Account type"' in html and 'aria-current="page"' in html
     assert html.count("account-type__choice") >= 2 and "If you have access to one school" in html
     assert "Login using your CPOMS Identity account" in html  # the help page's link stays beneath Login

@@ -70,7 +70,7 @@ def test_one_sso_sign_in_opens_a_second_school_and_staffsafe_without_a_password(
     expect(page).to_have_title("Log in – Oakwood Primary School – CPOMS")
     axe_check(page)
     page.get_by_role("link", name="Login using your CPOMS SSO account").click()
-    expect(page.locator("p.hint").first).to_contain_text("using your CPOMS SSO account")
+    expect(page.locator("h1")).to_contain_text("with your CPOMS SSO account")
     axe_check(page)
     sign_in_at_idp(page, SAM, demo.password)
     expect_signed_in_at_app(page, f"{demo.school}/oakwood/", "Sam Jones", "oakwood")
@@ -232,7 +232,7 @@ def test_admin_adds_a_user_and_assigns_a_provider(page, demo, axe_check):
 def test_sign_out_everywhere_makes_every_app_ask_for_the_password_again(page, demo, axe_check):
     page.goto(f"{demo.staffsafe}/oakwood-trust/")
     page.locator("#sign-in").click()
-    expect(page.locator("h1")).to_have_text("Log in to CPOMS StaffSafe")
+    expect(page.locator("h1")).to_have_text("Log in to CPOMS StaffSafe with your CPOMS SSO account")
     expect(header(page)).to_contain_text("Oakwood Trust StaffSafe")
     expect(page).to_have_title("Log in – Oakwood Trust StaffSafe – CPOMS StaffSafe")
     axe_check(page)
