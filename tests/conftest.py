@@ -36,7 +36,8 @@ def database_url(tmp_path_factory) -> str:
     if not url:
         return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
     # One database per xdist worker, created beside the one named.
-    name = f"idp_test_{_worker_suffix()}"
+    # IDP_TEST_DATABASE_PREFIX keeps two checkouts' runs on one cluster apart.
+    name = f"{os.environ.get('IDP_TEST_DATABASE_PREFIX', 'idp_test')}_{_worker_suffix()}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
