@@ -475,9 +475,18 @@ def _demo_app(folder: Path, env: dict, module: str, port: int):
     return process
 
 
+def _delivery_worker(folder: Path, env: dict):
+    """`idp worker`: delivers back-channel logout notices; any node may run it (here, one)."""
+    log = folder / "worker.log"
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-c", "from idp.cli import main; main()", "worker"],
+                                cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True), log
+
+
 def serve_two_nodes(balancer_port: int) -> None:
     """`make two-nodes`: a throwaway PostgreSQL cluster and redis-server, the demo data, two IdP
-    nodes (gunicorn, two workers each) and HAProxy in front, in a temporary folder, until Ctrl-C."""
+    nodes (gunicorn, two workers each), HAProxy in front and the back-channel logout worker, in a temporary folder, until Ctrl-C."""
     from contextlib import ExitStack
 
     missing = postgresql_missing() or (
@@ -515,6 +524,8 @@ def serve_two_nodes(balancer_port: int) -> None:
             nodes[name] = stack.enter_context(gunicorn(folder / name, node_env, workers=2, name=name))
         balancer = stack.enter_context(haproxy(folder, {name: node.port for name, node in nodes.items()},
                                                port=balancer_port))
+        worker, worker_log = _delivery_worker(folder, env)
+        stack.callback(_stop, worker)
         demo_apps = {port: _demo_app(folder, env, module, port)
                      for module, port in (("clients.school_app", 5001), ("clients.staffsafe_app", 5002))}
         for process in demo_apps.values():
@@ -528,6 +539,7 @@ Two IdP nodes behind HAProxy, sharing one PostgreSQL and one Redis:
   HAProxy's statistics        {balancer.stats_url}
   Node a                      {nodes['a'].base_url}/healthz/ready   (log: {nodes['a'].log})
   Node b                      {nodes['b'].base_url}/healthz/ready   (log: {nodes['b'].log})
+  Back-channel logout worker  idp worker   (log: {worker_log})
   PostgreSQL                  {cluster.url.replace(PrivatePostgres.PASSWORD, '…')}
   Redis                       {redis_url}
 """)
