@@ -33,7 +33,7 @@ SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 SECRET_ROUTE_ARGS = ("token", "code", "secret")
 REDACTED = "…"
 # Unmatched URLs (404s) have no route to say which part is secret.
-SECRET_PATH_PREFIXES = ("/reset/",)
+SECRET_PATH_PREFIXES = ("/reset/", "/join/")
 
 logger = logging.getLogger(LOGGER_NAME)
 

@@ -187,10 +187,11 @@ def test_no_secret_reaches_any_log_line_while_the_database_is_down(dead_database
         assert secret not in text_
 
 
-def test_log_records_of_every_logger_are_redacted_tracebacks_included():
+def test_log_records_of_every_logger_are_redacted_tracebacks_included(app):
     with captured_logs() as lines:
         logging.getLogger("gunicorn.error").info("Error handling request %s", "/authorize?code_challenge=abc123")
         logging.getLogger("gunicorn.error").info("Error handling request %s", "/reset/tok3n-value")
+        logging.getLogger("gunicorn.access").info('"GET /join/j0in-t0ken HTTP/1.1" 200')
         try:
             raise ValueError('duplicate key (email)=(kim@school.example) hash $argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaA'
                              ' [parameters: (\'kim@school.example\', \'Kim\')]')
@@ -199,6 +200,7 @@ def test_log_records_of_every_logger_are_redacted_tracebacks_included():
     text_ = "\n".join(lines)
     assert "/authorize?[redacted]" in text_ and "abc123" not in text_
     assert "/reset/[redacted]" in text_ and "tok3n" not in text_
+    assert "/join/[redacted]" in text_ and "j0in-t0ken" not in text_
     assert "Traceback" in text_ and "ValueError" in text_
     for secret in ("kim@school", "pat@school", "$argon2id", "aGFzaA", "'Kim'"):
         assert secret not in text_
