@@ -55,7 +55,10 @@ class Authority:
 
 
 def belongs_elsewhere(account: Account, tenant: Tenant) -> bool:
-    """An SSO account that another school also has (or is waiting to have): not this school's alone."""
+    """Not this school's alone: an operator's account (the platform's too), or an SSO account that
+    another school also has (or is waiting to have)."""
+    if account.is_operator:
+        return True
     if account.provider != "sso":
         return False
     return bool(db.session.scalar(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from flask import current_app
 
@@ -234,5 +234,13 @@ def use_initial_access_token(token: str | None) -> Tenant | None:
     row = _usable_initial_access_token(token)
     if row is None:
         return None
-    row.revoked_at = clock.now()
+    # Single use: of two registrations racing with one token, only one spends it.
+    spent = db.session.execute(
+        update(InitialAccessToken)
+        .where(InitialAccessToken.id == row.id, InitialAccessToken.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    if spent.rowcount != 1:
+        return None
     return row.tenant

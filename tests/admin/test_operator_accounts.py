@@ -59,3 +59,19 @@ def test_a_school_admin_cannot_move_a_platform_operator_to_another_provider(worl
                                 actor=world.oakwood_admin)
     db.session.rollback()
     assert not db.session.get(Account, operator.id).retired
+
+
+def test_a_school_cannot_end_an_operators_platform_sign_in(world, operator):
+    """The operator's sign-in at /admin is the platform's, not the school's: ending their sign-ins at
+    the school (or deactivating them there) leaves it alone."""
+    from idp.accounts import sessions
+    from idp.models import BrowserSession
+
+    platform, _ = sessions.start(operator, tenant=None, provider="sso", amr=["pwd", "otp", "mfa"],
+                                 acr="urn:cpoms:acr:2fa", second_factor=True, device="Firefox on Linux", ip=None)
+    db.session.commit()
+    member = membership_of(operator, world.oakwood)
+    service.end_member_sign_ins(world.oakwood, member.id, actor=world.oakwood_admin)
+    service.deactivate_member(world.oakwood, member.id, actor=world.oakwood_admin)
+    db.session.commit()
+    assert db.session.get(BrowserSession, platform.id) is not None

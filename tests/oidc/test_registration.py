@@ -55,6 +55,15 @@ def test_initial_access_token_is_required_and_works_once(client, world):
     assert register(client, token).status_code == 401
 
 
+def test_two_registrations_racing_with_one_token_spend_it_once(world, monkeypatch):
+    """Both read the token before either spent it: only one registration gets the school."""
+    token = initial_token(world.oakwood)
+    row = registry._usable_initial_access_token(token)
+    monkeypatch.setattr(registry, "_usable_initial_access_token", lambda _token: row)
+    assert registry.use_initial_access_token(token) == world.oakwood
+    assert registry.use_initial_access_token(token) is None
+
+
 def test_refused_registration_does_not_spend_the_token(client, world):
     token = initial_token(world.oakwood)
     bad = {**METADATA, "redirect_uris": ["http://timetable.example/callback"]}
