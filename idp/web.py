@@ -16,9 +16,14 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
+#: Longer than any request line the servers accept (an /authorize URL with a long `state`), and
+#: what a pending second step keeps (BrowserSession.next_url).
+MAX_NEXT_LENGTH = 8192
+
+
 def safe_next(url: str | None) -> str | None:
     """Only same-site paths are followed after sign-in (no open redirect)."""
-    if not url:
+    if not url or len(url) > MAX_NEXT_LENGTH:
         return None
     if "\\" in url or any(ord(ch) < 32 for ch in url):
         return None

@@ -40,8 +40,8 @@ class BrowserSession(db.Model):
     last_seen: Mapped[int] = mapped_column(Integer)
     #: Half-done sign-ins (second step pending) expire at this second; NULL for a sign-in.
     pending_until: Mapped[int | None] = mapped_column(Integer)
-    #: Where a pending second step continues to once done (a same-site path).
-    next_url: Mapped[str | None] = mapped_column(String(2000))
+    #: Where a pending second step continues to once done (a same-site path, web.MAX_NEXT_LENGTH).
+    next_url: Mapped[str | None] = mapped_column(String(8192))
     #: The longest any school's rules let it live (IDP_SESSION_TTL): expired rows are cleared away.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

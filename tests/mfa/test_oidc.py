@@ -40,6 +40,21 @@ def test_id_token_after_a_login_with_a_code_has_pwd_otp_mfa_and_the_2fa_acr(brow
     assert claims["acr"] == mfa.ACR_2FA
 
 
+def test_a_long_state_survives_the_second_step(browser, client, world, frozen_clock):
+    """An app's long `state` makes a long return address; the pending second step keeps it whole
+    (PostgreSQL refused one over 2000 characters)."""
+    enrolment = enrol(world.beech_identity)
+    rp = RelyingParty(client, world.beech_app, world.beech_app_secret)
+    state = "s" * 2500
+    next_url = parse_qs(urlsplit(rp.authorize(state=state).headers["Location"]).query)["next"][0]
+    assert len(next_url) > 2500
+    assert browser.login("beech", "pat.lee@example.org", next_url=next_url).headers["Location"] == "/t/beech/login/verify"
+    back = browser.submit("/t/beech/login/verify", {"code": enrolment.code()}).headers["Location"]
+    assert back == next_url
+    response = rp.http.get(back)
+    assert parse_qs(urlsplit(response.headers["Location"]).query)["state"] == [state]
+
+
 def test_step_up_through_acr_values_asks_for_the_code_only_and_keeps_auth_time(browser, client, world, frozen_clock):
     rp = RelyingParty(client, world.beech_app, world.beech_app_secret)
     browser.login("beech", "pat.lee@example.org")
