@@ -119,6 +119,11 @@ LOGIN_PER_IP = Throttle("login-ip", "60 per minute; 600 per hour")
 #: many addresses cannot lock the owner out.
 LOGIN_PER_ACCOUNT = Throttle("login-account", "30 per hour; 100 per day")
 LOGIN_PACE = Throttle("login-account-pace", "1 per minute")
+#: Failed attempts from a browser that signed in to the account before (auth.known_browsers): it
+#: skips the pace above until it uses these up, and then waits like any other.
+LOGIN_PER_KNOWN_BROWSER = Throttle("login-known-browser", "10 per hour; 30 per day")
+#: Refused (throttled) sign-ins are recorded in the audit log at most this often per account and address.
+LOGIN_REFUSAL_RECORDED = Throttle("login-refusal-recorded", "1 per minute")
 #: Reset/first-time link requests.
 RESET_PER_EMAIL = Throttle("reset-email", "3 per 10 minutes; 10 per day")
 RESET_PER_IP = Throttle("reset-ip", "30 per 10 minutes")

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from flask import current_app
+
 from .. import audit
 from ..accounts import directory, passwords
 from ..errors import DomainError, RateLimited
 from ..models import Account, Tenant, normalise_email
-from ..ratelimits import LOGIN_PACE, LOGIN_PER_ACCOUNT, LOGIN_PER_ACCOUNT_IP, LOGIN_PER_IP
+from ..ratelimits import (LOGIN_PACE, LOGIN_PER_ACCOUNT, LOGIN_PER_ACCOUNT_IP, LOGIN_PER_IP, LOGIN_PER_KNOWN_BROWSER,
+                          LOGIN_REFUSAL_RECORDED)
 from ..transactions import commit_now
 
 #: The product's documented message (help page): shown verbatim for every failure.
@@ -46,7 +53,23 @@ class NotAccepted(DomainError):
         super().__init__(NOT_ACCEPTED_MESSAGE.format(tenant=tenant.name, email=account.email))
 
 
-def authenticate(tenant: Tenant | None, provider: str, email: str, password: str, *, ip: str | None) -> Account:
+@dataclass(frozen=True)
+class KnownBrowser:
+    """A browser that has signed in before (auth.known_browsers reads its cookie): its random id, and
+    the account_mark of each account it signed in to."""
+
+    id: str
+    marks: tuple[str, ...]
+
+
+def account_mark(tenant: Tenant | None, provider: str, email: str) -> str:
+    """What a browser keeps to show it signed in to this account: keyed, so the cookie names no one."""
+    key = "\0".join(_throttle_key(tenant, provider, normalise_email(email))).encode()
+    return hmac.new(current_app.secret_key.encode(), key, hashlib.sha256).hexdigest()[:32]
+
+
+def authenticate(tenant: Tenant | None, provider: str, email: str, password: str, *, ip: str | None,
+                 browser: KnownBrowser | None = None) -> Account:
     """The account signing in, or LoginFailed / RateLimited / NotAccepted.
 
     Unknown accounts, wrong passwords, invited accounts with no password yet and
@@ -57,9 +80,13 @@ def authenticate(tenant: Tenant | None, provider: str, email: str, password: str
     if LOGIN_PER_ACCOUNT_IP.is_blocked(*account_key, address) or LOGIN_PER_IP.is_blocked(address):
         _refused(audit.LOGIN_THROTTLED, tenant, provider, email, ip, reason="locked for this address")
         raise RateLimited(LOGIN_THROTTLED_MESSAGE)
-    if LOGIN_PER_ACCOUNT.is_blocked(*account_key):
-        # Past the account's ceiling every attempt, from any address, waits its turn.
+    # The owner's own browser (it signed in to this account before) does not queue behind the
+    # guessers; it has a budget of its own, so a copied cookie is no way round the ceiling.
+    known = _vouched(browser, tenant, provider, email)
+    if known is None and LOGIN_PER_ACCOUNT.is_blocked(*account_key):
+        # Past the account's ceiling every other attempt, from any address, waits its turn.
         if LOGIN_PACE.is_blocked(*account_key):
+            LOGIN_PER_IP.hit(address)  # waiting in a loop costs the waiter's address
             _refused(audit.LOGIN_THROTTLED, tenant, provider, email, ip, reason="slowed: many failures")
             raise RateLimited(LOGIN_PACED_MESSAGE)
         LOGIN_PACE.hit(*account_key)
@@ -76,6 +103,8 @@ def authenticate(tenant: Tenant | None, provider: str, email: str, password: str
         LOGIN_PER_ACCOUNT_IP.hit(*account_key, address)
         LOGIN_PER_IP.hit(address)
         LOGIN_PER_ACCOUNT.hit(*account_key)
+        if known is not None:
+            LOGIN_PER_KNOWN_BROWSER.hit(*known)
         reason = "unknown account" if account is None else ("deactivated" if password_ok else "bad password")
         _refused(audit.LOGIN_FAILED, tenant, provider, email, ip, subject=account, reason=reason)
         raise LoginFailed()
@@ -103,8 +132,26 @@ def check_current_password(account: Account, tenant: Tenant | None, password: st
     raise LoginFailed()
 
 
+def _vouched(browser: KnownBrowser | None, tenant: Tenant | None, provider: str, email: str) -> tuple | None:
+    """The known-browser throttle key when `browser` signed in to this account before and has not
+    used up its own budget of failures; else None."""
+    if browser is None:
+        return None
+    mark = account_mark(tenant, provider, email)
+    if mark not in browser.marks or LOGIN_PER_KNOWN_BROWSER.is_blocked(browser.id, mark):
+        return None
+    return (browser.id, mark)
+
+
 def _refused(event: str, tenant: Tenant | None, provider: str, email: str, ip: str | None, *, subject=None,
              reason: str) -> None:
+    if event == audit.LOGIN_THROTTLED:
+        # A refusal repeated in a loop is recorded once a minute per account and address, so
+        # polling neither buries the log nor loads the database.
+        key = (*_throttle_key(tenant, provider, email), ip or "unknown")
+        if LOGIN_REFUSAL_RECORDED.is_blocked(*key):
+            return
+        LOGIN_REFUSAL_RECORDED.hit(*key)
     audit.record(event, tenant=tenant, subject=subject, outcome="refused" if event == audit.LOGIN_THROTTLED
                  else "failure", ip=ip, provider=provider, email=email, reason=reason)
     commit_now(because="a refused sign-in is recorded though the page refuses it")

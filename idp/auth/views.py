@@ -10,7 +10,7 @@ from ..accounts import directory, mfa, providers
 from ..errors import RateLimited
 from ..tenants import find_tenant
 from ..web import client_ip, login_page_or_404, safe_next, tenant_or_404
-from . import service, session
+from . import known_browsers, service, session
 from .forms import LoginForm
 
 bp = Blueprint("auth", __name__)
@@ -38,7 +38,8 @@ def _login_page(form: LoginForm, tenant, provider: str, has_sso: bool, template:
     error, status, failed = None, 200, False
     if form.validate_on_submit():
         try:
-            account = service.authenticate(tenant, provider, form.email.data, form.password.data, ip=client_ip())
+            account = service.authenticate(tenant, provider, form.email.data, form.password.data, ip=client_ip(),
+                                           browser=known_browsers.current())
         except service.LoginFailed as failure:
             error, failed = failure.message, True
         except service.NotAccepted as failure:
@@ -46,6 +47,7 @@ def _login_page(form: LoginForm, tenant, provider: str, has_sso: bool, template:
         except RateLimited as limited:
             error, status = limited.message, 429
         else:
+            known_browsers.remember(service.account_mark(tenant, provider, account.email))
             return after_password(account, tenant, provider, next_url)
 
     form.provider.data = provider

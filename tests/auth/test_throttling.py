@@ -120,3 +120,62 @@ def test_refusals_are_in_the_audit_log(browser, world):
         login_from(browser, "203.0.113.66", "pat.lee@example.org", "wrong")
     events = [e.event for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
     assert events.count(audit.LOGIN_FAILED) == 5 and events.count(audit.LOGIN_THROTTLED) == 1
+
+
+def test_the_owners_own_browser_does_not_wait_behind_the_guessers(app, world, throttle_clock, low_ceiling):
+    """Guessers past the account's ceiling take the one attempt a minute the moment it reopens; the
+    browser the owner signed in from before is not in that queue."""
+    from tests.conftest import Browser
+
+    owner = Browser(app.test_client())
+    assert login_from(owner, "198.51.100.7", "pat.lee@example.org", PASSWORD).status_code == 302
+    owner.client.post("/logout")
+    stranger = Browser(app.test_client())
+    for n in range(6):
+        login_from(stranger, f"203.0.113.{n + 1}", "pat.lee@example.org", "wrong")
+    assert FAILED in text(login_from(stranger, "203.0.113.50", "pat.lee@example.org", "wrong"))  # takes the slot
+    # Another browser (a new one, or one without the cookie) waits its turn...
+    newcomer = Browser(app.test_client())
+    paced = login_from(newcomer, "198.51.100.8", "pat.lee@example.org", PASSWORD)
+    assert paced.status_code == 429 and PACED in text(paced)
+    # ...but the owner's own browser is let in at once.
+    assert login_from(owner, "198.51.100.7", "pat.lee@example.org", PASSWORD).status_code == 302
+
+
+def test_a_known_browser_has_a_budget_of_its_own(app, world, throttle_clock, low_ceiling):
+    """A copied cookie is no way round the ceiling: its own failures soon put it in the queue too."""
+    from tests.conftest import Browser
+
+    app.config["THROTTLE_RULES"] = {"login-account": "6 per hour", "login-known-browser": "3 per hour"}
+    owner = Browser(app.test_client())
+    assert login_from(owner, "198.51.100.7", "pat.lee@example.org", PASSWORD).status_code == 302
+    for n in range(7):
+        login_from(owner, f"203.0.113.{n + 1}", "pat.lee@example.org", "wrong")
+    paced = login_from(owner, "198.51.100.9", "pat.lee@example.org", PASSWORD)
+    assert paced.status_code == 429 and PACED in text(paced)
+
+
+def test_a_forged_known_browser_cookie_is_ignored(app, world, throttle_clock, low_ceiling):
+    from tests.conftest import Browser
+
+    stranger = Browser(app.test_client())
+    for n in range(7):
+        login_from(stranger, f"203.0.113.{n + 1}", "pat.lee@example.org", "wrong")
+    forger = Browser(app.test_client())
+    forger.client.set_cookie("idp_known", "eyJiIjoieCIsImEiOltdfQ.forged.sig")
+    paced = login_from(forger, "198.51.100.7", "pat.lee@example.org", PASSWORD)
+    assert paced.status_code == 429 and PACED in text(paced)
+
+
+def test_polling_while_slowed_is_recorded_once_a_minute(browser, world, throttle_clock, low_ceiling):
+    from sqlalchemy import func, select
+
+    from idp.extensions import db
+    from idp.models import AuditEvent
+
+    for n in range(7):
+        login_from(browser, f"203.0.113.{n + 1}", "pat.lee@example.org", "wrong")
+    for _ in range(20):
+        assert login_from(browser, "203.0.113.99", "pat.lee@example.org", "wrong").status_code == 429
+    throttled = db.session.scalar(select(func.count()).where(AuditEvent.event == audit.LOGIN_THROTTLED))
+    assert throttled == 1
