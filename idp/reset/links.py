@@ -91,7 +91,8 @@ class ResetRequest:
     email: str
     provider: str
     expires_text: str
-    #: Hidden mode: the mail goes out after the response, so timing cannot tell known from unknown.
+    #: Hidden mode: the link and mail are made in the background (idp.background), so timing cannot
+    #: tell known from unknown.
     deliver_later: Callable[[], None] | None = field(default=None, repr=False)
 
 
@@ -230,7 +231,8 @@ def _mark(link_id: int, **values) -> None:
 
 
 def _issue_after_response(account_id: int, tenant_id: int, ip: str | None) -> Callable[[], None]:
-    """Hidden mode: the link is made and mailed once the page has answered, in a unit of work of its own."""
+    """Hidden mode: the link is made and mailed off the request (idp.background), in a unit of work
+    of its own."""
     app = current_app._get_current_object()
 
     def deliver() -> None:

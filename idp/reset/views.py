@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
+from .. import background
 from ..accounts import directory, passwords
 from ..accounts.providers import name as provider_name
 from ..errors import DeliveryFailed, PolicyViolation, RateLimited
@@ -42,13 +43,10 @@ def forgot_password(slug: str):
                 form.email.errors.append(links.UNKNOWN_EMAIL_MESSAGE)
                 unknown_email = True
             else:
-                response = make_response(render_template(
-                    "reset/link_sent.html", tenant=tenant, result=result, has_sso=has_sso,
-                    mail_from=current_app.config["SETTINGS"].mail_from,
-                ))
                 if result.deliver_later is not None:
-                    response.call_on_close(result.deliver_later)
-                return response
+                    background.run_soon(result.deliver_later)
+                return render_template("reset/link_sent.html", tenant=tenant, result=result, has_sso=has_sso,
+                                       mail_from=current_app.config["SETTINGS"].mail_from)
 
     return render_template(
         "reset/forgot_password.html", tenant=tenant, form=form, has_sso=has_sso, unknown_email=unknown_email,

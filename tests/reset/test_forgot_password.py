@@ -172,12 +172,32 @@ class TestHiddenUnknownEmail:
         assert known.headers.get("Content-Length") != "0"
 
     def test_known_address_still_gets_its_mail_after_the_answer(self, browser, world, outbox):
+        from idp import background
+
         ask_for_link(browser, "oakwood", "new.teacher@example.org", buffered=True)
+        background.wait_idle()
         message = outbox.last("new.teacher@example.org")
         assert "Set your" in message["Subject"]
         link = db.session.scalars(select(ResetLink)).one()
         db.session.refresh(link)
         assert link.sent_at is not None
+
+    def test_the_mail_is_made_off_the_request_and_its_connection(self, browser, world, outbox, monkeypatch):
+        """Not when the response closes, in the worker that serves the connection: a slow mail server
+        would then delay the next request on a keep-alive connection for a known address only."""
+        import threading
+
+        from idp import background
+        from idp.reset import links
+
+        ran_in, real = [], links.issue_reset_link
+        monkeypatch.setattr(links, "issue_reset_link",
+                            lambda *a, **kw: ran_in.append(threading.current_thread()) or real(*a, **kw))
+        response = ask_for_link(browser, "oakwood", "new.teacher@example.org", buffered=True)
+        response.close()
+        background.wait_idle()
+        assert ran_in and ran_in[0] is not threading.current_thread()
+        assert "Set your" in outbox.last("new.teacher@example.org")["Subject"]
 
     def test_both_cases_do_the_same_database_work_before_the_answer(self, browser, world, monkeypatch):
         # A known address's link and mail are made after the response: before it, the two cases
