@@ -63,7 +63,8 @@ def _cacheable_json(body: bytes, etag: str) -> Response:
     # Public documents: browser-based relying parties may read them (CORS).
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.set_etag(etag)
-    return response.make_conditional(request)
+    # Only a request that asks (If-None-Match) can be answered 304; the rest need no comparison.
+    return response.make_conditional(request) if request.if_none_match else response
 
 
 @bp.route("/.well-known/openid-configuration")
