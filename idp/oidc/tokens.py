@@ -22,6 +22,7 @@ from ..accounts import mfa, sessions
 from ..models import Account, AuthorizationCode, BrowserSession, Membership, Tenant, Token
 from ..models.base import hash_secret
 from ..transactions import commit_now
+from . import rows
 
 
 # Statements on the hot paths (authorize, token, refresh, userinfo) are built once, here, with bound
@@ -185,7 +186,6 @@ def save_token(token: dict, *, client, account, settings, code: AuthorizationCod
 _GRANTED_SCOPE = (select(AuthorizationCode.scope).where(AuthorizationCode.id == Token.authorization_code_id)
                   .scalar_subquery())
 _TOKEN_BY_REFRESH_HASH = _tokens(Token.refresh_token_hash == bindparam("token_hash")).add_columns(_GRANTED_SCOPE)
-_TOKEN_BY_ACCESS_HASH = _tokens(Token.access_token_hash == bindparam("token_hash"))
 _ROTATE_REFRESH = (update(_TOKENS)
                    .where(_TOKENS.c.id == bindparam("row_id"), _TOKENS.c.refresh_used_at.is_(None),
                           _TOKENS.c.revoked_at.is_(None))
@@ -255,8 +255,10 @@ def refresh_reused(row: Token, *, ip: str | None) -> None:
     commit_now(because="a reused refresh token's revocation outlives the refusal")
 
 
-def find_access_token(access_token: str) -> Token | None:
-    return db.session.scalars(_TOKEN_BY_ACCESS_HASH, {"token_hash": hash_secret(access_token)}).unique().first()
+def find_access_token(access_token: str) -> rows.AccessTokenRow | None:
+    """The access token's row with its account and that account's membership of the token's school
+    (userinfo's one statement), as plain rows."""
+    return rows.access_token(_execute(rows.ACCESS_TOKEN_BY_HASH, {"token_hash": hash_secret(access_token)}).first())
 
 
 @dataclass

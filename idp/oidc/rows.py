@@ -1,0 +1,107 @@
+"""Plain rows for the protocol's hot reads (userinfo's access token): one Core SELECT of the token,
+its account, and the account's membership of the token's school with that school, into frozen
+dataclasses instead of ORM objects (no identity map, no relationship loading).
+
+Each class borrows its behaviour from the model it stands for (`Token.is_expired`,
+`Membership.is_usable`, `Account.membership_in`, ...), so the rules stay written once; only
+the attributes those rules and the claims read are carried."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, bindparam, select
+
+from ..models import Account, Membership, Tenant, Token
+
+_TOKENS, _ACCOUNTS, _MEMBERS, _TENANTS = (model.__table__ for model in (Token, Account, Membership, Tenant))
+
+
+@dataclass(frozen=True)
+class SchoolRow:
+    id: int
+    slug: str
+
+
+@dataclass(frozen=True)
+class MembershipRow:
+    tenant_id: int
+    role: str
+    active: bool
+    accepted_at: datetime | None
+    tenant: SchoolRow
+
+    roles = Membership.roles
+    is_usable = Membership.is_usable
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """The account, with (at most) its membership of the school the statement asked about."""
+
+    id: int
+    sub: str
+    name: str
+    email: str
+    email_verified_at: datetime | None
+    retired: bool
+    memberships: list[MembershipRow] = field(default_factory=list)
+
+    email_verified = Account.email_verified
+    membership_in = Account.membership_in
+
+
+@dataclass(frozen=True)
+class AccessTokenRow:
+    client_id: str
+    tenant_id: int
+    scope: str
+    issued_at: datetime
+    access_expires_at: datetime
+    revoked_at: datetime | None
+    account: AccountRow
+
+    check_client = Token.check_client
+    get_scope = Token.get_scope
+    get_expires_in = Token.get_expires_in
+    is_expired = Token.is_expired
+    is_revoked = Token.is_revoked
+    get_user = Token.get_user
+
+
+_ACCOUNT_COLUMNS = (_ACCOUNTS.c.id, _ACCOUNTS.c.sub, _ACCOUNTS.c.name, _ACCOUNTS.c.email,
+                    _ACCOUNTS.c.email_verified_at, _ACCOUNTS.c.retired)
+_MEMBERSHIP_COLUMNS = (_MEMBERS.c.tenant_id, _MEMBERS.c.role, _MEMBERS.c.active, _MEMBERS.c.accepted_at)
+_TOKEN_COLUMNS = (_TOKENS.c.client_id, _TOKENS.c.tenant_id, _TOKENS.c.scope, _TOKENS.c.issued_at,
+                  _TOKENS.c.access_expires_at, _TOKENS.c.revoked_at)
+
+
+def _with_member(statement, token_table_tenant):
+    return (
+        statement.join(_ACCOUNTS, _ACCOUNTS.c.id == _TOKENS.c.account_id)
+        .outerjoin(_MEMBERS, and_(_MEMBERS.c.account_id == _ACCOUNTS.c.id, _MEMBERS.c.tenant_id == token_table_tenant))
+        .outerjoin(_TENANTS, _TENANTS.c.id == _MEMBERS.c.tenant_id)
+    )
+
+
+ACCESS_TOKEN_BY_HASH = _with_member(
+    select(*_TOKEN_COLUMNS, *_ACCOUNT_COLUMNS, *_MEMBERSHIP_COLUMNS, _TENANTS.c.id, _TENANTS.c.slug)
+    .select_from(_TOKENS),
+    _TOKENS.c.tenant_id,
+).where(_TOKENS.c.access_token_hash == bindparam("token_hash"))
+
+
+def _account(values: tuple) -> AccountRow:
+    """AccountRow from the account, membership and school columns, in _with_member's order."""
+    account, member, school = values[:6], values[6:10], values[10:12]
+    memberships = [MembershipRow(*member, tenant=SchoolRow(*school))] if member[0] is not None else []
+    return AccountRow(*account, memberships=memberships)
+
+
+def access_token(row) -> AccessTokenRow | None:
+    """An AccessTokenRow from a row of ACCESS_TOKEN_BY_HASH, or None."""
+    if row is None:
+        return None
+    count = len(_TOKEN_COLUMNS)
+    return AccessTokenRow(*row[:count], account=_account(tuple(row[count:])))
