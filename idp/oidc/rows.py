@@ -1,6 +1,6 @@
-"""Plain rows for the protocol's hot reads (userinfo's access token): one Core SELECT of the token,
-its account, and the account's membership of the token's school with that school, into frozen
-dataclasses instead of ORM objects (no identity map, no relationship loading).
+"""Plain rows for the protocol's hot reads (the token endpoint's code, userinfo's access token): one
+Core SELECT of the code or token, its account, and the account's membership of its school with that
+school, into frozen dataclasses instead of ORM objects (no identity map, no relationship loading).
 
 Each class borrows its behaviour from the model it stands for (`Token.is_expired`,
 `Membership.is_usable`, `Account.membership_in`, ...), so the rules stay written once; only
@@ -13,9 +13,10 @@ from datetime import datetime
 
 from sqlalchemy import and_, bindparam, select
 
-from ..models import Account, Membership, Tenant, Token
+from ..models import Account, AuthorizationCode, Membership, Tenant, Token
 
-_TOKENS, _ACCOUNTS, _MEMBERS, _TENANTS = (model.__table__ for model in (Token, Account, Membership, Tenant))
+_CODES, _TOKENS, _ACCOUNTS, _MEMBERS, _TENANTS = (
+    model.__table__ for model in (AuthorizationCode, Token, Account, Membership, Tenant))
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,34 @@ class AccessTokenRow:
     get_user = Token.get_user
 
 
+@dataclass(frozen=True)
+class CodeRow:
+    id: int
+    client_id: str
+    tenant_id: int
+    account_id: int
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    auth_time: int
+    amr: list | None
+    acr: str | None
+    code_challenge: str | None
+    code_challenge_method: str | None
+    sid: str | None
+    expires_at: datetime
+    consumed_at: datetime | None
+    account: AccountRow
+
+    get_redirect_uri = AuthorizationCode.get_redirect_uri
+    get_scope = AuthorizationCode.get_scope
+    get_nonce = AuthorizationCode.get_nonce
+    get_auth_time = AuthorizationCode.get_auth_time
+    get_acr = AuthorizationCode.get_acr
+    get_amr = AuthorizationCode.get_amr
+    is_expired = AuthorizationCode.is_expired
+
+
 _ACCOUNT_COLUMNS = (_ACCOUNTS.c.id, _ACCOUNTS.c.sub, _ACCOUNTS.c.name, _ACCOUNTS.c.email,
                     _ACCOUNTS.c.email_verified_at, _ACCOUNTS.c.retired)
 _MEMBERSHIP_COLUMNS = (_MEMBERS.c.tenant_id, _MEMBERS.c.role, _MEMBERS.c.active, _MEMBERS.c.accepted_at)
@@ -77,19 +106,23 @@ _TOKEN_COLUMNS = (_TOKENS.c.client_id, _TOKENS.c.tenant_id, _TOKENS.c.scope, _TO
                   _TOKENS.c.access_expires_at, _TOKENS.c.revoked_at)
 
 
-def _with_member(statement, token_table_tenant):
+_CODE_COLUMNS = tuple(_CODES.c[name] for name in CodeRow.__dataclass_fields__ if name != "account")
+
+
+def _with_member(table, columns):
+    """SELECT `columns` of `table` (a code or token), then its account, the account's membership of
+    the row's school (if any) and that school."""
     return (
-        statement.join(_ACCOUNTS, _ACCOUNTS.c.id == _TOKENS.c.account_id)
-        .outerjoin(_MEMBERS, and_(_MEMBERS.c.account_id == _ACCOUNTS.c.id, _MEMBERS.c.tenant_id == token_table_tenant))
+        select(*columns, *_ACCOUNT_COLUMNS, *_MEMBERSHIP_COLUMNS, _TENANTS.c.id, _TENANTS.c.slug)
+        .select_from(table)
+        .join(_ACCOUNTS, _ACCOUNTS.c.id == table.c.account_id)
+        .outerjoin(_MEMBERS, and_(_MEMBERS.c.account_id == _ACCOUNTS.c.id, _MEMBERS.c.tenant_id == table.c.tenant_id))
         .outerjoin(_TENANTS, _TENANTS.c.id == _MEMBERS.c.tenant_id)
     )
 
 
-ACCESS_TOKEN_BY_HASH = _with_member(
-    select(*_TOKEN_COLUMNS, *_ACCOUNT_COLUMNS, *_MEMBERSHIP_COLUMNS, _TENANTS.c.id, _TENANTS.c.slug)
-    .select_from(_TOKENS),
-    _TOKENS.c.tenant_id,
-).where(_TOKENS.c.access_token_hash == bindparam("token_hash"))
+ACCESS_TOKEN_BY_HASH = _with_member(_TOKENS, _TOKEN_COLUMNS).where(_TOKENS.c.access_token_hash == bindparam("token_hash"))
+CODE_BY_HASH = _with_member(_CODES, _CODE_COLUMNS).where(_CODES.c.code_hash == bindparam("code_hash"))
 
 
 def _account(values: tuple) -> AccountRow:
@@ -105,3 +138,11 @@ def access_token(row) -> AccessTokenRow | None:
         return None
     count = len(_TOKEN_COLUMNS)
     return AccessTokenRow(*row[:count], account=_account(tuple(row[count:])))
+
+
+def code(row) -> CodeRow | None:
+    """A CodeRow from a row of CODE_BY_HASH, or None."""
+    if row is None:
+        return None
+    count = len(_CODE_COLUMNS)
+    return CodeRow(*row[:count], account=_account(tuple(row[count:])))

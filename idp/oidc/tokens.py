@@ -25,20 +25,17 @@ from ..transactions import commit_now
 from . import rows
 
 
-# Statements on the hot paths (authorize, token, refresh, userinfo) are built once, here, with bound
-# parameters: building a select with its joins per request cost more CPU than running it. Writes go
-# to the session's connection as Core statements (no unit of work, no identity map); reads that feed
-# authlib's hooks load the row with its account, memberships and their tenants in one statement.
+# Statements on the hot paths (authorize, token, refresh, userinfo) are built once, here and in
+# rows.py, with bound parameters: building a select with its joins per request cost more CPU than
+# running it. Writes go to the session's connection as Core statements (no unit of work, no identity
+# map); the code and access token are read as plain rows (rows.py) with their account and its
+# membership of their school, in one statement each.
 _CODES = AuthorizationCode.__table__
 _TOKENS = Token.__table__
 
 
 def _with_account(entity):
     return select(entity).options(joinedload(entity.account).joinedload(Account.memberships))
-
-
-def _codes(*where):
-    return _with_account(AuthorizationCode).where(*where)
 
 
 def _tokens(*where):
@@ -83,7 +80,6 @@ def _store_code(acr_2fa: bool | None):
     return insert(_CODES).from_select([*_FROM_SIGN_IN, *_CODE_VALUES], live_member).returning(_CODES.c.id)
 
 
-_CODE_BY_HASH = _codes(AuthorizationCode.code_hash == bindparam("code_hash"))
 _CONSUME_CODE = (update(_CODES).where(_CODES.c.id == bindparam("row_id"), _CODES.c.consumed_at.is_(None))
                  .values(consumed_at=bindparam("now")))
 
@@ -117,11 +113,11 @@ def save_code(code: str, *, client, token_hash: str, acr_2fa: bool | None, redir
     return _execute(_store_code(acr_2fa), parameters).scalar() is not None
 
 
-def find_code(code: str, client, *, ip: str | None) -> AuthorizationCode | None:
+def find_code(code: str, client, *, ip: str | None) -> rows.CodeRow | None:
     """The unexpired, unconsumed code issued to `client`, or None.
 
     A code presented again revokes every token issued from it (RFC 6749 4.1.2)."""
-    row = db.session.scalars(_CODE_BY_HASH, {"code_hash": hash_secret(code)}).unique().first()
+    row = rows.code(_execute(rows.CODE_BY_HASH, {"code_hash": hash_secret(code)}).first())
     if row is None or row.client_id != client.client_id:
         return None
     if row.consumed_at is not None:
@@ -132,12 +128,12 @@ def find_code(code: str, client, *, ip: str | None) -> AuthorizationCode | None:
     return row
 
 
-def consume_code(row: AuthorizationCode) -> bool:
+def consume_code(row: rows.CodeRow) -> bool:
     """Mark the code used; False when another request consumed it first."""
     return _execute(_CONSUME_CODE, {"row_id": row.id, "now": clock.now()}).rowcount == 1
 
 
-def code_reused(row: AuthorizationCode, *, ip: str | None) -> None:
+def code_reused(row: rows.CodeRow, *, ip: str | None) -> None:
     revoked = revoke(code_id=row.id)
     audit.record(audit.CODE_REUSED, tenant=row.tenant_id, subject=row.account_id, outcome="refused", ip=ip,
                  client_id=row.client_id, tokens_revoked=revoked)
@@ -151,7 +147,7 @@ def code_reused(row: AuthorizationCode, *, ip: str | None) -> None:
 _INSERT_TOKEN = insert(_TOKENS)
 
 
-def save_token(token: dict, *, client, account, settings, code: AuthorizationCode | None = None,
+def save_token(token: dict, *, client, account, settings, code: rows.CodeRow | None = None,
                parent: Token | None = None) -> None:
     """Store a token response's secrets as hashes (one INSERT). A rotation (`parent`) keeps the
     family, the code it came from and the original authentication (auth_time, amr, acr)."""
