@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, func, select
 
 from ..models import Account, AuthorizationCode, Membership, Tenant, Token
 
@@ -99,6 +99,36 @@ class CodeRow:
     is_expired = AuthorizationCode.is_expired
 
 
+@dataclass(frozen=True)
+class RefreshTokenRow:
+    """A refresh token's row; `granted_scope` is what its family was granted with the code (its
+    access tokens may have been narrowed since, RFC 6749 6)."""
+
+    id: int
+    client_id: str
+    tenant_id: int
+    account_id: int
+    family_id: str
+    authorization_code_id: int | None
+    scope: str
+    sid: str | None
+    offline: bool
+    auth_time: int
+    amr: list | None
+    acr: str | None
+    issued_at: datetime
+    access_expires_at: datetime
+    refresh_expires_at: datetime | None
+    refresh_used_at: datetime | None
+    revoked_at: datetime | None
+    granted_scope: str
+    account: AccountRow
+
+    check_client = Token.check_client
+    get_scope = Token.get_scope
+    get_user = Token.get_user
+
+
 _ACCOUNT_COLUMNS = (_ACCOUNTS.c.id, _ACCOUNTS.c.sub, _ACCOUNTS.c.name, _ACCOUNTS.c.email,
                     _ACCOUNTS.c.email_verified_at, _ACCOUNTS.c.retired)
 _MEMBERSHIP_COLUMNS = (_MEMBERS.c.tenant_id, _MEMBERS.c.role, _MEMBERS.c.active, _MEMBERS.c.accepted_at)
@@ -121,6 +151,17 @@ def _with_member(table, columns):
     )
 
 
+# RFC 6749 6: a narrowed refresh narrows only its access token; the family keeps the scope granted
+# with the code, read in the same statement (the token's own scope when it came from no code).
+_GRANTED_SCOPE = func.coalesce(
+    select(_CODES.c.scope).where(_CODES.c.id == _TOKENS.c.authorization_code_id).scalar_subquery(),
+    _TOKENS.c.scope,
+)
+_REFRESH_COLUMNS = (*(_TOKENS.c[name] for name in RefreshTokenRow.__dataclass_fields__
+                      if name not in ("granted_scope", "account")), _GRANTED_SCOPE)
+
+REFRESH_TOKEN_BY_HASH = _with_member(_TOKENS, _REFRESH_COLUMNS).where(
+    _TOKENS.c.refresh_token_hash == bindparam("token_hash"))
 ACCESS_TOKEN_BY_HASH = _with_member(_TOKENS, _TOKEN_COLUMNS).where(_TOKENS.c.access_token_hash == bindparam("token_hash"))
 CODE_BY_HASH = _with_member(_CODES, _CODE_COLUMNS).where(_CODES.c.code_hash == bindparam("code_hash"))
 
@@ -146,3 +187,11 @@ def code(row) -> CodeRow | None:
         return None
     count = len(_CODE_COLUMNS)
     return CodeRow(*row[:count], account=_account(tuple(row[count:])))
+
+
+def refresh_token(row) -> RefreshTokenRow | None:
+    """A RefreshTokenRow from a row of REFRESH_TOKEN_BY_HASH, or None."""
+    if row is None:
+        return None
+    count = len(_REFRESH_COLUMNS)
+    return RefreshTokenRow(*row[:count], account=_account(tuple(row[count:])))

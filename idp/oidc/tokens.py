@@ -148,7 +148,7 @@ _INSERT_TOKEN = insert(_TOKENS)
 
 
 def save_token(token: dict, *, client, account, settings, code: rows.CodeRow | None = None,
-               parent: Token | None = None) -> None:
+               parent: rows.RefreshTokenRow | None = None) -> None:
     """Store a token response's secrets as hashes (one INSERT). A rotation (`parent`) keeps the
     family, the code it came from and the original authentication (auth_time, amr, acr)."""
     now = clock.now()
@@ -177,28 +177,21 @@ def save_token(token: dict, *, client, account, settings, code: rows.CodeRow | N
     })
 
 
-# RFC 6749 6: a narrowed refresh narrows only its access token; the family keeps the scope
-# granted with the code, read in the same statement.
-_GRANTED_SCOPE = (select(AuthorizationCode.scope).where(AuthorizationCode.id == Token.authorization_code_id)
-                  .scalar_subquery())
-_TOKEN_BY_REFRESH_HASH = _tokens(Token.refresh_token_hash == bindparam("token_hash")).add_columns(_GRANTED_SCOPE)
 _ROTATE_REFRESH = (update(_TOKENS)
                    .where(_TOKENS.c.id == bindparam("row_id"), _TOKENS.c.refresh_used_at.is_(None),
                           _TOKENS.c.revoked_at.is_(None))
                    .values(refresh_used_at=bindparam("now")))
 
 
-def find_by_refresh_token(refresh_token: str, *, ip: str | None) -> Token | None:
+def find_by_refresh_token(refresh_token: str, *, ip: str | None) -> rows.RefreshTokenRow | None:
     """The usable token row of a refresh token, or None; `row.granted_scope` is the scope
     the family was granted (its access tokens may have been narrowed).
 
     Presenting a refresh token that was already rotated means it leaked (or the
     client is broken): the whole family is revoked (RFC 9700 4.14.2)."""
-    found = db.session.execute(_TOKEN_BY_REFRESH_HASH, {"token_hash": hash_secret(refresh_token)}).unique().first()
-    row = found[0] if found else None
+    row = rows.refresh_token(_execute(rows.REFRESH_TOKEN_BY_HASH, {"token_hash": hash_secret(refresh_token)}).first())
     if row is None or row.revoked_at is not None:
         return None
-    row.granted_scope = found[1] if found[1] is not None else row.scope
     if row.refresh_used_at is not None:
         refresh_reused(row, ip=ip)
         return None
@@ -207,7 +200,7 @@ def find_by_refresh_token(refresh_token: str, *, ip: str | None) -> Token | None
     return row
 
 
-def consume_refresh_token(row: Token) -> bool:
+def consume_refresh_token(row: rows.RefreshTokenRow) -> bool:
     """Mark the refresh token rotated; False when another request rotated it first."""
     return _execute(_ROTATE_REFRESH, {"row_id": row.id, "now": clock.now()}).rowcount == 1
 
@@ -244,7 +237,7 @@ def revoke(*, account=None, tenant=None, client_id: str | None = None, family_id
     return db.session.execute(statement.execution_options(synchronize_session=False)).rowcount or 0
 
 
-def refresh_reused(row: Token, *, ip: str | None) -> None:
+def refresh_reused(row: rows.RefreshTokenRow, *, ip: str | None) -> None:
     revoked = revoke(family_id=row.family_id)
     audit.record(audit.REFRESH_REUSED, tenant=row.tenant_id, subject=row.account_id, outcome="refused", ip=ip,
                  client_id=row.client_id, tokens_revoked=revoked)
