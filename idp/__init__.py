@@ -102,9 +102,19 @@ def _local_time(value, tenant=None) -> str:
 
 class _SessionCookies(SecureCookieSessionInterface):
     """Flask's signed cookie session, its serializer made once per secret key instead of on every
-    request (the cookie's signature is checked exactly as before)."""
+    request (the cookie's signature is checked exactly as before). At the endpoints that relying
+    parties call with their own credentials (metadata.COOKIELESS_PATHS) a browser's cookie, sent
+    along because it is the same host, names nothing those endpoints use: it is neither decoded nor
+    re-issued there."""
 
     _serializer: tuple = (None, None)
+
+    def open_session(self, app: Flask, request):
+        from .oidc.metadata import COOKIELESS_PATHS
+
+        if request.path in COOKIELESS_PATHS:
+            return self.session_class()
+        return super().open_session(app, request)
 
     def get_signing_serializer(self, app: Flask):
         keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
