@@ -143,6 +143,28 @@ def gunicorn(instance: Path, database_url: str, port: int, *, workers: int, work
         yield process
 
 
+@contextmanager
+def granian(instance: Path, database_url: str, port: int, *, workers: int, threads: int,
+            extra_env: dict | None = None):
+    """`granian --interface wsgi wsgi:app` of this checkout (the Rust HTTP server, for comparing with
+    gunicorn's workers: bench/README.md); `threads` blocking threads per worker run the app."""
+    env = {
+        **os.environ,
+        "IDP_INSTANCE_PATH": str(instance),
+        "IDP_DATABASE_URL": database_url,
+        "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "IDP_COUNT_QUERIES": "1",
+        **(extra_env or {}),
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    command = [str(Path(sys.executable).with_name("granian")), "--interface", "wsgi", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads),
+               "--backlog", "2048", "--no-ws", "--log-level", "warning", "wsgi:app"]
+    with serving(command, env=env, log_path=instance / "granian.log", port=port, cwd=PROJECT_ROOT) as process:
+        process.served_idp = str(PROJECT_ROOT / "idp")
+        yield process
+
+
 # The served tree's gunicorn.conf.py, and each worker writing down where its idp package came from.
 REPORTING_CONFIG = """\
 # Written by bench/run.py for one run.
@@ -279,10 +301,18 @@ def ours_server(args, log=print, *, tree: Path = PROJECT_ROOT, name: str = "ours
             "worker_class": worker_class, "threads": args.threads if worker_class == "gthread" else 1,
             "argon2": info["argon2"],
         }
-        log(f"Starting gunicorn ({args.workers} {worker_class} workers) on {target.base_url} ...")
-        with gunicorn(instance, database_url, port, workers=args.workers, worker_class=worker_class,
-                      threads=args.threads, extra_env={"IDP_SECRET_KEY": secrets.token_urlsafe(32)},
-                      tree=tree) as process:
+        extra_env = {"IDP_SECRET_KEY": secrets.token_urlsafe(32)}
+        if name == "ours" and args.server == "granian":
+            server.update(server="granian", worker_class="granian", threads=args.threads)
+            log(f"Starting granian ({args.workers} workers x {args.threads} threads) on {target.base_url} ...")
+            serve = granian(instance, database_url, port, workers=args.workers, threads=args.threads,
+                            extra_env=extra_env)
+        else:
+            server["server"] = "gunicorn"
+            log(f"Starting gunicorn ({args.workers} {worker_class} workers) on {target.base_url} ...")
+            serve = gunicorn(instance, database_url, port, workers=args.workers, worker_class=worker_class,
+                             threads=args.threads, extra_env=extra_env, tree=tree)
+        with serve as process:
             server["idp_imported_from"] = process.served_idp
             probes = {"server": lambda: loadgen.process_tree_cpu(process.pid)}
             postmaster = local_postmaster_pid(database_url)
@@ -394,7 +424,7 @@ def login_overhead(results: dict) -> dict | None:
 def print_report(results: dict, log=print) -> None:
     server = results["server"]
     log("")
-    log(f"ours: gunicorn {server['workers']}x{server['worker_class']} on {server['database']} "
+    log(f"ours: {server.get('server', 'gunicorn')} {server['workers']}x{server['worker_class']} on {server['database']} "
         f"(rows: {server['rows']}), concurrency {results['concurrency']}, {results['duration_s']:g}s per workload, "
         f"{results['machine']['cpus']} CPUs")
     log(loadgen.format_table(results))
@@ -430,7 +460,9 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     parser.add_argument("--worker-class", default=os.environ.get("IDP_BENCH_WORKER_CLASS") or None,
                         choices=("sync", "gthread", "gevent"),
                         help="default: what gunicorn.conf.py picks for the database (gevent on PostgreSQL)")
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4, help="gthread threads, or granian blocking threads")
+    parser.add_argument("--server", default="gunicorn", choices=("gunicorn", "granian"),
+                        help="what serves ours (a --baseline-tree is always served by gunicorn)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--login-solo", type=float, default=3.0,
                         help="seconds of password login at concurrency 1 (service time without queueing)")

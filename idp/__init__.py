@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -43,6 +44,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     )
     Path(settings.instance_path).mkdir(parents=True, exist_ok=True)
     _configure(app, settings)
+    app.session_interface = _SessionCookies()
 
     if settings.trusted_proxies:
         n = settings.trusted_proxies
@@ -96,6 +98,31 @@ def _local_time(value, tenant=None) -> str:
 
     tz = tenant.timezone if tenant is not None else current_app.config["SETTINGS"].timezone
     return clock.describe(value, tz)
+
+
+class _SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed cookie session, its serializer made once per secret key instead of on every
+    request (the cookie's signature is checked exactly as before). At the endpoints that relying
+    parties call with their own credentials (metadata.COOKIELESS_PATHS) a browser's cookie, sent
+    along because it is the same host, names nothing those endpoints use: it is neither decoded nor
+    re-issued there."""
+
+    _serializer: tuple = (None, None)
+
+    def open_session(self, app: Flask, request):
+        from .oidc.metadata import COOKIELESS_PATHS
+
+        if request.path in COOKIELESS_PATHS:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        made_for, serializer = self._serializer
+        if made_for != keys:
+            serializer = super().get_signing_serializer(app)
+            self._serializer = (keys, serializer)
+        return serializer
 
 
 class _RowIdConverter(IntegerConverter):

@@ -52,28 +52,31 @@ def _configure_logger(state) -> None:
     redact_every_log_record()
 
 
-# What may be secret wherever it appears in a log line, and what it becomes.
+# What may be secret wherever it appears in a log line, and what it becomes; each with the text
+# that every match contains, so a line without it skips that pattern (most lines: all of them).
 _SECRETS = [
     # A query string (/authorize?...&code_challenge=..., /token?code=...), the path kept.
-    (re.compile(r"(/[^\s?\"']*)\?[^\s\"']+"), r"\1?[redacted]"),
+    ("?", re.compile(r"(/[^\s?\"']*)\?[^\s\"']+"), r"\1?[redacted]"),
     # Unmatched URLs (404s) have no route to say which part is secret.
     # (The request log's own lines say "…" already.)
-    (re.compile("(" + "|".join(re.escape(p) for p in SECRET_PATH_PREFIXES) + r")(?!" + REDACTED + r")[^\s\"?]+"),
-     r"\1[redacted]"),
+    *((prefix, re.compile("(" + re.escape(prefix) + r")(?!" + REDACTED + r")[^\s\"?]+"), r"\1[redacted]")
+      for prefix in SECRET_PATH_PREFIXES),
     # A password in a connection URL (postgresql://idp:secret@db/...).
-    (re.compile(r"(\w+://[^:/\s@]+:)[^@/\s]+@"), r"\1[redacted]@"),
-    (re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}"), "[email]"),
-    (re.compile(r"\$argon2(?:id|i|d)\$[^\s'\")]+"), "[password hash]"),
-    (re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]+"), r"\1 [redacted]"),
-    (re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*"), "[jwt]"),
+    ("@", re.compile(r"(\w+://[^:/\s@]+:)[^@/\s]+@"), r"\1[redacted]@"),
+    ("@", re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}"), "[email]"),
+    ("$argon2", re.compile(r"\$argon2(?:id|i|d)\$[^\s'\")]+"), "[password hash]"),
+    ("Bearer", re.compile(r"\b(Bearer)\s+[\w.~+/=-]+"), r"\1 [redacted]"),
+    ("Basic", re.compile(r"\b(Basic)\s+[\w.~+/=-]+"), r"\1 [redacted]"),
+    ("eyJ", re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*"), "[jwt]"),
     # SQLAlchemy's statement parameters, from an engine made without hide_parameters.
-    (re.compile(r"\[parameters: [^\n]*\]"), "[parameters hidden]"),
+    ("[parameters: ", re.compile(r"\[parameters: [^\n]*\]"), "[parameters hidden]"),
 ]
 
 
 def redact(text: str) -> str:
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
+    for needle, pattern, replacement in _SECRETS:
+        if needle in text:
+            text = pattern.sub(replacement, text)
     return text
 
 

@@ -34,8 +34,12 @@ def _note_write(conn, cursor, statement, parameters, context, executemany):
 
 
 def _has_writes() -> bool:
+    if g.pop(_WROTE, None):
+        return True
+    if not db.session.registry.has():
+        return False  # the request never opened a session (discovery, JWKS): nothing to make one for
     session = db.session()
-    return bool(g.pop(_WROTE, None) or session.new or session.dirty or session.deleted)
+    return bool(session.new or session.dirty or session.deleted)
 
 
 def _committing_at_the_end(dispatch):

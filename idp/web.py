@@ -53,10 +53,16 @@ def login_page_or_404(slug: str):
     return page
 
 
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def refuse_nul_characters() -> None:
     """No form or query value may hold a NUL character: no one types it, and PostgreSQL
     refuses it in text (a 500 there), so it is a clear 400 here for every endpoint."""
-    for values in (request.args, request.form):
+    # request.form is empty (and request.args too) unless the request has a form body (a query string).
+    sources = (request.args if request.query_string else None,
+               request.form if request.mimetype in _FORM_TYPES else None)
+    for values in filter(None, sources):
         for value in values.listvalues():
             if any("\x00" in item for item in value):
                 abort(400, description="The request contains a character that is not allowed (NUL).")

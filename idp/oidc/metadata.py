@@ -20,6 +20,14 @@ PATHS = {
     "registration_endpoint": "/register",
 }
 PUBLIC_CACHE = "public, max-age=300"
+#: Endpoints that read no browser sign-in: relying parties call them with their own credentials
+#: (client authentication, a bearer token), or anyone reads public documents. A browser's cookie sent
+#: along is not decoded there (idp._SessionCookies).
+COOKIELESS_PATHS = frozenset({
+    *(PATHS[name] for name in ("token_endpoint", "userinfo_endpoint", "jwks_uri", "revocation_endpoint",
+                               "introspection_endpoint")),
+    "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server",
+})
 
 
 def provider_metadata(issuer: str) -> dict:

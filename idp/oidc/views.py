@@ -63,7 +63,8 @@ def _cacheable_json(body: bytes, etag: str) -> Response:
     # Public documents: browser-based relying parties may read them (CORS).
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.set_etag(etag)
-    return response.make_conditional(request)
+    # Only a request that asks (If-None-Match) can be answered 304; the rest need no comparison.
+    return response.make_conditional(request) if request.if_none_match else response
 
 
 @bp.route("/.well-known/openid-configuration")
@@ -197,7 +198,7 @@ def authorize():
     # only writes the code if the account is still signed in, a member, and needs nothing more.
     if claimed is not None and not prompts and max_age is None and hinted_sub is None and reauth_after is None:
         with each_statement_commits():
-            response = _issue_code(server, grant, claimed, mfa.nothing_more_needed_criteria(acr_2fa))
+            response = _issue_code(server, grant, claimed, acr_2fa=acr_2fa)
             if response is not None:
                 # After the code, whose statement judged idleness by the row's own last use.
                 session.keep_alive(claimed)
@@ -236,18 +237,19 @@ def authorize():
             return refuse(InteractionRequiredError)
         return redirect(session.where_to_meet(requirement, tenant, _authorize_url()))
 
-    response = _issue_code(server, grant, signed_in, criteria=[])
+    response = _issue_code(server, grant, signed_in, acr_2fa=None)
     if response is None:
         # Ended between the check above and the write (signed out everywhere, deactivated).
         return _to_login(tenant, data)
     return response
 
 
-def _issue_code(server, grant, sign_in, criteria: list):
+def _issue_code(server, grant, sign_in, *, acr_2fa: bool | None):
     """The redirect with a code for `sign_in`, or None if the statement storing the code found the
-    sign-in ended or `criteria` unmet. First-party school applications: consent is implied by the
+    sign-in ended or (`acr_2fa` not None: the cookie's word alone was taken) more needed first
+    (mfa.nothing_more_needed_criteria). First-party school applications: consent is implied by the
     school, not asked."""
-    grant.request.idp_code_criteria = criteria
+    grant.request.idp_code_acr_2fa = acr_2fa
     try:
         response = server.create_authorization_response(request=grant.request, grant=grant, grant_user=sign_in)
     except SignInNotLive:

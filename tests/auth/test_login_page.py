@@ -172,3 +172,12 @@ def test_a_signed_in_non_member_can_sign_in_with_a_different_account(browser, wo
     after = browser.get(response.headers["Location"]).get_data(as_text=True)
     assert "You have signed out of CPOMS on this browser." in after
     assert browser.get("/t/beech/").status_code == 302
+
+
+def test_login_and_reset_pages_read_the_school_and_its_providers_in_one_statement(client, world):
+    """The school and whether it has SSO (and Identity) members: one SELECT per page, on both databases."""
+    for path in ("/t/oakwood/login", "/t/oakwood/forgot-password", "/t/beech/login?provider=sso"):
+        with counting_queries() as counter:
+            response = client.get(path)
+        assert response.status_code == 200
+        assert counter.count == 1, (path, counter.statements)
