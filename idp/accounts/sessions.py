@@ -204,6 +204,20 @@ def mark_seen(token_hash: str) -> None:
     )
 
 
+def seen_by_refresh(sid: str, last_seen: int) -> None:
+    """An application refreshed tokens of this sign-in: the person is still at work in it, so its
+    idle time starts again (at most one write a minute, as for the browser's own requests)."""
+    now = clock.timestamp()
+    if now - last_seen < SEEN_EVERY:
+        return
+    db.session.execute(
+        update(BrowserSession)
+        .where(BrowserSession.sid == sid, BrowserSession.last_seen < now)
+        .values(last_seen=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def of_account(account: Account) -> list[BrowserSession]:
     """The account's sign-ins, most recently used first (Account settings > Where you're signed in)."""
     return list(db.session.scalars(

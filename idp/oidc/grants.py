@@ -13,7 +13,7 @@ from flask import current_app
 from flask import request as flask_request
 
 from .. import clock
-from ..accounts import directory
+from ..accounts import directory, sessions
 from ..models.base import new_secret
 from ..transactions import commit_now
 from ..web import client_ip
@@ -201,10 +201,18 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidGrantError("The refresh token has already been used.")
         account = refresh_token.account
         if directory.active_membership(account, self.request.client.tenant) is None:
-            tokens.revoke(family_id=refresh_token.family_id)
-            commit_now(because="the family's revocation outlives the refusal")
-            raise InvalidGrantError("The account is no longer a member of this application's school.")
-        return account
+            refusal = "The account is no longer a member of this application's school."
+        elif not refresh_token.offline and refresh_token.session_seen is None:
+            # Back-Channel Logout 2.7: without offline_access a refresh token lives no longer than
+            # the sign-in it was issued in (ended, idle too long, or too old by the school's rules).
+            refusal = "The sign-in this token was issued in has ended; sign in again."
+        else:
+            if not refresh_token.offline:
+                sessions.seen_by_refresh(refresh_token.sid, refresh_token.session_seen)
+            return account
+        tokens.revoke(family_id=refresh_token.family_id)
+        commit_now(because="the family's revocation outlives the refusal")
+        raise InvalidGrantError(refusal)
 
     def revoke_old_credential(self, refresh_token):
         # Already marked used in authenticate_user; its access token lives out its short lifetime.

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import Integer, and_, bindparam, func, select
 
-from ..models import Account, AuthorizationCode, Membership, Tenant, Token
+from ..accounts.sessions import live_criteria
+from ..models import Account, AuthorizationCode, BrowserSession, Membership, Tenant, Token
 
 _CODES, _TOKENS, _ACCOUNTS, _MEMBERS, _TENANTS = (
     model.__table__ for model in (AuthorizationCode, Token, Account, Membership, Tenant))
@@ -122,6 +123,9 @@ class RefreshTokenRow:
     refresh_used_at: datetime | None
     revoked_at: datetime | None
     granted_scope: str
+    #: When the browser sign-in the token was issued in was last used, if that sign-in still holds
+    #: by the token's school's rules (None: it has ended, or the token came from none).
+    session_seen: int | None
     account: AccountRow
 
     check_client = Token.check_client
@@ -157,8 +161,15 @@ _GRANTED_SCOPE = func.coalesce(
     select(_CODES.c.scope).where(_CODES.c.id == _TOKENS.c.authorization_code_id).scalar_subquery(),
     _TOKENS.c.scope,
 )
+# The sign-in behind a token without offline_access, judged as /authorize judges it (the school
+# and membership are the outer statement's); a refresh is that sign-in in use.
+_SESSION_SEEN = (
+    select(BrowserSession.last_seen)
+    .where(BrowserSession.sid == _TOKENS.c.sid, live_criteria(bindparam("now", type_=Integer)))
+    .scalar_subquery()
+)
 _REFRESH_COLUMNS = (*(_TOKENS.c[name] for name in RefreshTokenRow.__dataclass_fields__
-                      if name not in ("granted_scope", "account")), _GRANTED_SCOPE)
+                      if name not in ("granted_scope", "session_seen", "account")), _GRANTED_SCOPE, _SESSION_SEEN)
 
 REFRESH_TOKEN_BY_HASH = _with_member(_TOKENS, _REFRESH_COLUMNS).where(
     _TOKENS.c.refresh_token_hash == bindparam("token_hash"))

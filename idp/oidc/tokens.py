@@ -189,7 +189,8 @@ def find_by_refresh_token(refresh_token: str, *, ip: str | None) -> rows.Refresh
 
     Presenting a refresh token that was already rotated means it leaked (or the
     client is broken): the whole family is revoked (RFC 9700 4.14.2)."""
-    row = rows.refresh_token(_execute(rows.REFRESH_TOKEN_BY_HASH, {"token_hash": hash_secret(refresh_token)}).first())
+    row = rows.refresh_token(_execute(rows.REFRESH_TOKEN_BY_HASH, {"token_hash": hash_secret(refresh_token),
+                                                                  "now": clock.timestamp()}).first())
     if row is None or row.revoked_at is not None:
         return None
     if row.refresh_used_at is not None:

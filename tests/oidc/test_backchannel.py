@@ -121,6 +121,36 @@ def test_refresh_tokens_without_offline_access_end_with_the_sign_in(
     assert oakwood_rp.refresh(offline["refresh_token"]).status_code == 200  # section 2.7: offline stays
 
 
+def test_refresh_tokens_without_offline_access_end_when_the_sign_in_times_out(
+        signed_in_sso, browser, oakwood_rp, world, frozen_clock):
+    """An idle timeout or maximum age ends the sign-in without anyone signing out: its refresh
+    tokens end with it, and the whole family is revoked."""
+    online = oakwood_rp.tokens(scope="openid profile email")
+    offline = oakwood_rp.tokens(scope="openid profile email offline_access")
+    frozen_clock.advance(timedelta(seconds=world.oakwood.session_idle_timeout + 60))
+    refused = oakwood_rp.refresh(online["refresh_token"])
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+    assert "sign-in" in refused.get_json()["error_description"]
+    db.session.expire_all()
+    assert all(row.revoked_at is not None for row in db.session.scalars(select(Token).where(Token.offline.is_(False))))
+    assert oakwood_rp.refresh(offline["refresh_token"]).status_code == 200
+
+
+def test_an_app_refreshing_keeps_its_sign_in_from_idling_out(
+        signed_in_sso, browser, oakwood_rp, world, frozen_clock):
+    """A refresh is the sign-in in use (the person is working in the app), so the idle time starts
+    again; the sign-in's maximum age still ends it."""
+    idle = timedelta(seconds=world.oakwood.session_idle_timeout)
+    tokens = oakwood_rp.tokens(scope="openid profile email")
+    for _ in range(3):
+        frozen_clock.advance(idle - timedelta(minutes=1))
+        response = oakwood_rp.refresh(tokens["refresh_token"])
+        assert response.status_code == 200, response.get_json()
+        tokens = response.get_json()
+    frozen_clock.advance(timedelta(seconds=world.oakwood.session_max_age))
+    assert oakwood_rp.refresh(tokens["refresh_token"]).status_code == 400
+
+
 def test_a_code_not_yet_exchanged_when_the_sign_in_ends_gives_no_tokens(
         signed_in_sso, browser, oakwood_rp, world, frozen_clock):
     code = oakwood_rp.code()
