@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flask import Flask, request
+from markupsafe import Markup, escape
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -73,6 +75,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .accounts import providers
 
     app.jinja_env.globals.update(providers=providers, provider_name=providers.name, local_time=_local_time)
+    app.jinja_env.filters["wrap_points"] = _wrap_points
+    # Browsers ask for /favicon.ico whatever the page links: the same icon, not a 404 in every log.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
     _register_error_pages(app)
     transactions.init_app(app)
     outages.init_app(app)
@@ -96,6 +101,16 @@ def _local_time(value, tenant=None) -> str:
 
     tz = tenant.timezone if tenant is not None else current_app.config["SETTINGS"].timezone
     return clock.describe(value, tz)
+
+
+_WRAP_POINT = re.compile(r"([-_./:?&=@])")
+
+
+def _wrap_points(value) -> Markup:
+    """An id or URL that may wrap after its punctuation (<wbr>), never in the middle of a word."""
+    pieces = _WRAP_POINT.split(str(value if value is not None else ""))
+    return Markup("").join(Markup(escape(piece)) + (Markup("<wbr>") if _WRAP_POINT.fullmatch(piece) else "")
+                           for piece in pieces)
 
 
 class _RowIdConverter(IntegerConverter):
