@@ -15,7 +15,7 @@ from werkzeug.routing import IntegerConverter
 from .config import PROJECT_ROOT, Settings
 from .errors import DomainError
 from .web import refuse_nul_characters
-from . import outages, ratelimits, transactions
+from . import clock, outages, ratelimits, transactions
 from .extensions import (
     csrf, db, discard_connections_on_failover, engine_options, login_manager, migrate, ping_idle_connections,
 )
@@ -75,6 +75,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .accounts import providers
 
     app.jinja_env.globals.update(providers=providers, provider_name=providers.name, local_time=_local_time)
+    app.jinja_env.globals.update(zone_label=clock.zone_label, local_in=clock.local)
     app.jinja_env.filters["wrap_points"] = _wrap_points
     # Browsers ask for /favicon.ico whatever the page links: the same icon, not a 404 in every log.
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))

@@ -7,13 +7,15 @@ request boundary commits (idp.transactions)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased, lazyload
 
-from .. import audit
+from .. import audit, clock
 from ..accounts import directory, lifecycle, mfa, providers
 from ..errors import InvalidInput, NotAllowed, NotFound
 from ..extensions import db
@@ -248,16 +250,25 @@ class AuditRow:
     subject_email: str | None
     tenant_slug: str | None = None
 
+    @property
+    def description(self) -> str:
+        return audit.describe(self.event.event)
 
-def list_audit(
-    tenant: Tenant | None,
-    *,
-    email: str | None = None,
-    event: str | None = None,
-    page=1,
-    per_page: int = 50,
-) -> Page:
-    """The tenant's audit events, newest first (all tenants' when `tenant` is None: operators only)."""
+    @property
+    def outcome(self) -> str:
+        return audit.describe_outcome(self.event.outcome)
+
+    @property
+    def details(self) -> list[tuple[str, str]]:
+        return audit.describe_detail(self.event.detail)
+
+
+def audit_zone(tenant: Tenant | None) -> str:
+    """Audit times are in the school's timezone; the operators' log of every school is in UTC."""
+    return tenant.timezone if tenant is not None else "UTC"
+
+
+def _audit_conditions(tenant: Tenant | None, email: str | None, event: str | None) -> list:
     conditions = []
     if tenant is not None:
         conditions.append(AuditEvent.tenant_id == tenant.id)
@@ -268,20 +279,81 @@ def list_audit(
     event = (event or "").strip()
     if event:
         conditions.append(AuditEvent.event == event)
-    total = db.session.scalar(select(func.count(AuditEvent.id)).where(*conditions))
-    page = _page_number(page)
+    return conditions
+
+
+def _audit_rows(conditions: list):
     actor, subject = aliased(Account), aliased(Account)
-    rows = db.session.execute(
+    return (
         select(AuditEvent, actor.email, subject.email, Tenant.slug)
         .outerjoin(actor, actor.id == AuditEvent.actor_account_id)
         .outerjoin(subject, subject.id == AuditEvent.subject_account_id)
         .outerjoin(Tenant, Tenant.id == AuditEvent.tenant_id)
         .where(*conditions)
         .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    )
+
+
+def list_audit(
+    tenant: Tenant | None,
+    *,
+    email: str | None = None,
+    event: str | None = None,
+    page=1,
+    per_page: int = 50,
+) -> Page:
+    """The tenant's audit events, newest first (all tenants' when `tenant` is None: operators only)."""
+    conditions = _audit_conditions(tenant, email, event)
+    total = db.session.scalar(select(func.count(AuditEvent.id)).where(*conditions))
+    page = _page_number(page)
+    rows = db.session.execute(_audit_rows(conditions).limit(per_page).offset((page - 1) * per_page)).all()
     return Page([AuditRow(*row) for row in rows], total or 0, page, per_page)
+
+
+#: A spreadsheet reads a cell starting with one of these as a formula (CSV injection, OWASP).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: One download holds at most this many events (narrow the filters for more).
+AUDIT_CSV_LIMIT = 100_000
+
+
+def spreadsheet_safe(value) -> str:
+    """A cell a spreadsheet shows as text: a leading ' before anything it would run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def audit_csv(tenant: Tenant | None, *, email: str | None = None, event: str | None = None):
+    """The filtered audit log (the page's filters, every page of it) as CSV lines, newest first, in
+    the zone the page uses; every cell neutralised against spreadsheet formulas."""
+    tz = audit_zone(tenant)
+    conditions = _audit_conditions(tenant, email, event)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(cells) -> str:
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    heading = [f"Time ({clock.zone_label(tz)})", *(["Tenant"] if tenant is None else []), "Event", "Event code",
+               "Outcome", "By", "User", "IP address", "Details"]
+    yield line(heading)
+    result = db.session.execute(_audit_rows(conditions).limit(AUDIT_CSV_LIMIT).execution_options(yield_per=500))
+    for found in result:
+        row = AuditRow(*found)
+        yield line([
+            clock.local(row.event.at, tz).strftime("%Y-%m-%d %H:%M:%S"),
+            *([row.tenant_slug or ""] if tenant is None else []),
+            row.description, row.event.event, row.outcome, row.actor_email or "", row.subject_email or "",
+            row.event.ip or "", "; ".join(f"{label}: {text}" for label, text in row.details),
+        ])
+
+
+def audit_event_choices() -> list[tuple[str, str]]:
+    """(code, words) for the event filter, in the order of their words."""
+    return sorted(((code, audit.describe(code)) for code in audit_event_names()), key=lambda pair: pair[1])
 
 
 def audit_event_names() -> list[str]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from wtforms import SelectChoice
 
+from .. import clock
 from ..accounts import mfa
 from ..auth import session
 from ..oidc import backchannel, registry
@@ -413,17 +414,33 @@ def create_initial_access_token(tenant, actor):
 # --------------------------------------------------------------------------- audit
 
 
-def _audit_page(tenant):
+def _audit_filters():
     form = AuditFilterForm(request.args)
-    form.event.choices = [SelectChoice("", "Any event"), *(SelectChoice(name) for name in service.audit_event_names())]
+    form.event.choices = [SelectChoice("", "Any event"),
+                          *(SelectChoice(code, words) for code, words in service.audit_event_choices())]
+    # An unknown event or an over-long address in the query string is ignored, never an error.
     form.validate()
-    page = service.list_audit(
-        tenant,
-        email=form.user.data if not form.user.errors else None,
-        event=form.event.data if not form.event.errors else None,
-        page=request.args.get("page", 1),
-    )
+    filters = dict(email=form.user.data if not form.user.errors else None,
+                   event=form.event.data if not form.event.errors else None)
+    return form, filters
+
+
+def _audit_page(tenant):
+    form, filters = _audit_filters()
+    page = service.list_audit(tenant, **filters, page=request.args.get("page", 1))
     return form, page
+
+
+def _audit_download(tenant, name: str):
+    _, filters = _audit_filters()
+    body = "".join(service.audit_csv(tenant, **filters))
+    stamp = clock.local(clock.now(), service.audit_zone(tenant)).strftime("%Y-%m-%d")
+    return Response(body, mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="audit-{name}-{stamp}.csv"'})
+
+
+def _download_args() -> dict:
+    return {key: value for key, value in request.args.items() if key in ("user", "event") and value}
 
 
 @bp.route("/t/<slug>/admin/audit")
@@ -431,7 +448,14 @@ def _audit_page(tenant):
 def audit_log(tenant, actor):
     form, page = _audit_page(tenant)
     return render_template("admin/audit.html", tenant=tenant, form=form, page=page, page_args=_page_args,
-                           section="audit", all_tenants=False)
+                           section="audit", all_tenants=False, zone=service.audit_zone(tenant),
+                           download_args=_download_args())
+
+
+@bp.route("/t/<slug>/admin/audit.csv")
+@tenant_admin
+def audit_csv(tenant, actor):
+    return _audit_download(tenant, tenant.slug)
 
 
 # --------------------------------------------------------------------------- operators
@@ -493,7 +517,14 @@ def edit_tenant(actor, tenant_slug):
 def all_audit(actor):
     form, page = _audit_page(None)
     return render_template("admin/audit.html", tenant=None, form=form, page=page, page_args=_page_args,
-                           all_tenants=True, operator_section="audit")
+                           all_tenants=True, operator_section="audit", zone=service.audit_zone(None),
+                           download_args=_download_args())
+
+
+@bp.route("/admin/audit.csv")
+@operator_only
+def all_audit_csv(actor):
+    return _audit_download(None, "all-tenants")
 
 
 @bp.route("/admin/people")
