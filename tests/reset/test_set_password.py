@@ -89,12 +89,23 @@ def test_success_is_audited(browser, world, outbox):
     assert used.tenant_id == world.beech.id
 
 
-def test_link_works_only_once(browser, world, outbox):
+def test_link_works_only_once_and_a_used_link_says_already_used(browser, world, outbox):
     request_link(browser, "beech", "pat.lee@example.org")
     url = outbox.last_link()
     assert set_password(browser, url).status_code == 302
     again = browser.get(url)
-    assert again.status_code == 410 and "This link has expired" in again.get_data(as_text=True)
+    page = again.get_data(as_text=True)
+    assert again.status_code == 410 and "<h1>This link has already been used</h1>" in page
+    assert "expired" not in page.split("<h1>", 1)[1].split("<form", 1)[0]
+    assert 'href="/t/beech/login?provider=identity" id="login-link"' in page
+
+
+def test_an_expired_link_still_says_expired(browser, world, outbox, frozen_clock):
+    request_link(browser, "beech", "pat.lee@example.org")
+    url = outbox.last_link()
+    frozen_clock.advance(timedelta(days=1))
+    page = browser.get(url)
+    assert page.status_code == 410 and "<h1>This link has expired</h1>" in page.get_data(as_text=True)
 
 
 def test_two_simultaneous_submissions_exactly_one_succeeds(app, world, monkeypatch):
@@ -196,15 +207,26 @@ def test_server_ticks_the_rules_already_met_after_a_refusal(browser, world, outb
     assert re.search(r'data-rule="capital" class=""', html)
 
 
-def test_requesting_a_new_link_keeps_the_older_one_working(browser, world, outbox):
+def test_only_the_newest_link_works_and_an_older_one_says_a_newer_link_was_sent(browser, world, outbox):
     request_link(browser, "beech", "pat.lee@example.org")
     first = outbox.last_link()
     request_link(browser, "beech", "pat.lee@example.org")
     second = outbox.last_link()
     assert first != second
+    older = browser.get(first)
+    assert older.status_code == 410 and "<h1>A newer link was sent</h1>" in older.get_data(as_text=True)
+    assert set_password(browser, first).status_code == 410
+    assert set_password(browser, second).status_code == 302
+
+
+def test_a_newer_link_whose_mail_failed_leaves_the_older_one_working(browser, world, outbox):
+    request_link(browser, "beech", "pat.lee@example.org")
+    first = outbox.last_link()
+    # A newer link that nobody received (its mail failed) does not replace the one in the inbox.
+    failed = links._create_link(world.beech_identity, world.beech, links.RESET, requested_by=None, ip=None)[0]
+    links._mark(failed.id, invalidated_at=clock.now())
+    db.session.commit()
     assert browser.get(first).status_code == 200
-    assert set_password(browser, first).status_code == 302
-    assert browser.get(second).status_code == 410  # the password has changed since
 
 
 def test_password_change_ends_other_sessions_links_and_tokens(app, browser, world, outbox):
