@@ -30,6 +30,7 @@ MEMBER_ACCEPTED = "member.accepted"
 MEMBER_REMOVED = "member.removed"
 MEMBER_CHANGED = "member.changed"
 MEMBER_DEACTIVATED = "member.deactivated"
+LINKS_RESENT = "members.links_resent"
 EMAIL_CHANGED = "account.email_changed"
 PROVIDER_REASSIGNED = "member.provider_reassigned"
 CLIENT_REGISTERED = "client.registered"
@@ -65,6 +66,7 @@ DESCRIPTIONS = {
     MEMBER_REMOVED: "User removed",
     MEMBER_CHANGED: "User's details changed",
     MEMBER_DEACTIVATED: "User deactivated",
+    LINKS_RESENT: "Links sent again to the filtered users",
     EMAIL_CHANGED: "Email address changed",
     PROVIDER_REASSIGNED: "Authentication provider changed",
     CLIENT_REGISTERED: "Application registered",
@@ -90,7 +92,9 @@ DETAIL_LABELS = {"amr": "Methods", "provider": "Account type", "to_provider": "N
                  "via": "How", "device": "Authenticator app", "devices": "Authenticator apps",
                  "changes": "Changes", "changed": "Changed", "hidden": "Unknown addresses hidden",
                  "by_admin": "Sent by an administrator", "link_id": "Link number", "role": "Role",
-                 "attempts": "Attempts", "token_type": "Token type", "method": "Method", "slug": "Tenant"}
+                 "attempts": "Attempts", "sent": "Sent", "failed": "Could not be sent",
+                 "skipped_recent": "Skipped (sent a link in the last 10 minutes)", "left": "Left for another press",
+                 "filters": "Filters", "search": "Search", "link": "Link state", "token_type": "Token type", "method": "Method", "slug": "Tenant"}
 
 #: Values that are codes, in words (sign-in methods, link purposes, provider keys...).
 VALUE_WORDS = {"pwd": "password", "otp": "authenticator app code", "mfa": "two-step verification",

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 from wtforms import SelectChoice
 
 from .. import clock
 from ..accounts import mfa
 from ..auth import session
 from ..oidc import backchannel, registry
-from ..errors import DomainError, NotAllowed
+from ..errors import DomainError, NotAllowed, RateLimited
 from ..extensions import db
 from ..web import client_ip, tenant_or_404
 from . import applications, csv_import, operators, service
@@ -29,6 +29,7 @@ from .forms import (
     NewClientForm,
     NewTenantForm,
     ProviderForm,
+    ResendLinksForm,
     ClientForm,
     TenantForm,
 )
@@ -131,15 +132,53 @@ def index(tenant, actor):
 def users(tenant, actor):
     form = MemberFilterForm(request.args)
     form.validate()
-    page = service.list_members(
-        tenant,
-        search=form.q.data if not form.q.errors else None,
-        provider=form.provider.data,
-        role=form.role.data,
-        page=request.args.get("page", 1),
-    )
+    page = service.list_members(tenant, **_member_filters(form), page=request.args.get("page", 1))
+    resend_form = ResendLinksForm(formdata=None, q=form.q.data if not form.q.errors else "",
+                                  provider=form.provider.data or "", role=form.role.data or "",
+                                  link=form.link.data if not form.link.errors else "")
     return render_template("admin/users.html", tenant=tenant, form=form, page=page, page_args=_page_args,
-                           section="users", notice=request.args.get("done"))
+                           section="users", notice=request.args.get("done"), resend_form=resend_form)
+
+
+def _member_filters(form) -> dict:
+    """The list's filters; one it does not know (a hand-typed ?link=...) is ignored, never an error."""
+    def valid(field):
+        return field.data if field.data and not field.errors else None
+
+    return dict(search=valid(form.q), provider=valid(form.provider), role=valid(form.role),
+                link_state=valid(form.link))
+
+
+@bp.route("/t/<slug>/admin/users/resend-links", methods=["POST"])
+@tenant_admin
+def resend_links(tenant, actor):
+    form = ResendLinksForm()
+    if not form.validate_on_submit():
+        abort(400)
+    filters = _member_filters(form)
+    try:
+        result = service.resend_links(tenant, **filters, actor=actor, ip=client_ip())
+    except RateLimited as limited:
+        flash(limited.message, "error")
+    else:
+        flash(_resent_message(result), "success")
+    back = {key: value for key, value in dict(q=filters["search"], provider=filters["provider"],
+                                               role=filters["role"], link=filters["link_state"]).items() if value}
+    return redirect(url_for("admin.users", slug=tenant.slug, **back))
+
+
+def _resent_message(result: service.Resent) -> str:
+    def users(n: int) -> str:
+        return f"{n} user{'' if n == 1 else 's'}"
+
+    parts = [f"Links were sent again to {users(result.sent)}."]
+    if result.failed:
+        parts.append(f"{users(result.failed)} could not be sent an email: try again in a few minutes.")
+    if result.skipped_recent:
+        parts.append(f"{users(result.skipped_recent)} had been sent a link in the last 10 minutes and were skipped.")
+    if result.left:
+        parts.append(f"{users(result.left)} are left: press the button again to send theirs.")
+    return " ".join(parts)
 
 
 @bp.route("/t/<slug>/admin/users/new", methods=["GET", "POST"])

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from typing import Callable
 
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 
 from .. import audit, clock
 from ..accounts import credentials, directory, lifecycle, passwords, providers
@@ -26,7 +26,7 @@ from ..auth import service as auth_service
 from ..errors import DeliveryFailed, DomainError, RateLimited
 from ..extensions import db
 from ..mail import messages, send
-from ..models import Account, AuditEvent, ResetLink, Tenant, normalise_email
+from ..models import Account, AuditEvent, Membership, ResetLink, Tenant, normalise_email
 from ..models.base import hash_secret, new_secret, secret_matches
 from ..ratelimits import RESET_PER_EMAIL, RESET_PER_IP
 from ..transactions import commit_now
@@ -282,6 +282,48 @@ STATE_TEXT = {
 }
 
 
+#: Admin > Users' filter by where a person's links stand (the list's `link=` values).
+LINK_FILTERS = {
+    "invited": "Invited, no password yet",
+    "sent": "Link sent, not used yet",
+    "expired": "Link expired unused",
+    "not_sent": "Link could not be sent",
+}
+
+
+def latest_links(tenant: Tenant):
+    """The newest link of each account sent from `tenant` (a subquery: account_id, link_id)."""
+    return (select(ResetLink.account_id.label("account_id"), func.max(ResetLink.id).label("link_id"))
+            .where(ResetLink.tenant_id == tenant.id).group_by(ResetLink.account_id).subquery())
+
+
+def state_of(link: ResetLink | None) -> str | None:
+    """One of STATE_TEXT's keys for a link (None when there is none): the list and the member page agree."""
+    if link is None:
+        return None
+    if link.used_at is not None:
+        return "used"
+    if link.invalidated_at is not None:
+        return "void" if link.sent_at is not None else "not_sent"
+    return "expired" if link.is_expired else "pending"
+
+
+def link_filter_condition(state: str, latest):
+    """SQL for LINK_FILTERS' `state`, given a ResetLink aliased to each account's newest link
+    (`latest`, outer-joined: NULL when none was sent); None for an unknown state."""
+    now = clock.now()
+    unused = (latest.used_at.is_(None), latest.invalidated_at.is_(None))
+    if state == "invited":
+        return or_(Account.password_hash.is_(None), Membership.accepted_at.is_(None))
+    if state == "sent":
+        return and_(latest.id.is_not(None), *unused, latest.expires_at > now)
+    if state == "expired":
+        return and_(latest.id.is_not(None), *unused, latest.expires_at <= now)
+    if state == "not_sent":
+        return and_(latest.id.is_not(None), latest.invalidated_at.is_not(None), latest.sent_at.is_(None))
+    return None
+
+
 def link_status(account: Account, tenant: Tenant, purposes: tuple[str, ...] = PASSWORD_PURPOSES) -> dict | None:
     """The latest link of `purposes` sent to `account` from `tenant`, for the admin's user page (None if never)."""
     link = db.session.scalars(
@@ -292,14 +334,7 @@ def link_status(account: Account, tenant: Tenant, purposes: tuple[str, ...] = PA
     ).first()
     if link is None:
         return None
-    if link.used_at is not None:
-        state = "used"
-    elif link.invalidated_at is not None:
-        state = "void" if link.sent_at is not None else "not_sent"
-    elif link.is_expired:
-        state = "expired"
-    else:
-        state = "pending"
+    state = state_of(link)
     tz = tenant.timezone
     return {
         "purpose": link.purpose,
