@@ -242,5 +242,5 @@ def change_password(page: _Page):
     met = passwords.rules_met(form.password.data or "", email=page.account.email,
                               confirmation=form.confirm.data) if request.method == "POST" else set()
     return page.render("account_settings/change_password.html", status, form=form,
-                       rules=passwords.rule_descriptions(), met=met,
+                       rules=passwords.rule_descriptions(), met=met, submitted=request.method == "POST",
                        min_length=current_app.config["SETTINGS"].password_min_length)

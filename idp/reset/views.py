@@ -81,7 +81,7 @@ def reset_password(token: str):
                               confirmation=form.confirm.data) if request.method == "POST" else set()
     return render_template(
         "reset/set_password.html", link=link, tenant=link.tenant, account=link.account, form=form,
-        rules=passwords.rule_descriptions(), met=met,
+        rules=passwords.rule_descriptions(), met=met, submitted=request.method == "POST",
         min_length=current_app.config["SETTINGS"].password_min_length,
     )
 

@@ -55,7 +55,7 @@ def test_invited_account_is_asked_to_set_its_password(browser, world, outbox):
 def test_password_fields_let_password_managers_update_the_right_entry(browser, world, outbox):
     request_link(browser, "beech", "pat.lee@example.org")
     html = browser.get(outbox.last_link()).get_data(as_text=True)
-    assert re.search(r'<input[^>]*autocomplete="username"[^>]*readonly', html)
+    assert re.search(r'<input type="hidden" name="username" value="pat.lee@example.org" autocomplete="username">', html)
     assert html.count('autocomplete="new-password"') == 2
     assert "password-rules.js" in html and "<script>" not in html and "style=" not in html
 
@@ -204,7 +204,7 @@ def test_server_ticks_the_rules_already_met_after_a_refusal(browser, world, outb
     html = set_password(browser, outbox.last_link(), "password", confirm="password").get_data(as_text=True)
     assert re.search(r'data-rule="length" class="met', html)
     assert re.search(r'data-rule="match" class="met', html)
-    assert re.search(r'data-rule="capital" class=""', html)
+    assert re.search(r'data-rule="capital" class="unmet"', html)
 
 
 def test_only_the_newest_link_works_and_an_older_one_says_a_newer_link_was_sent(browser, world, outbox):
@@ -327,3 +327,30 @@ def test_setting_a_new_password_lifts_the_lock_on_failed_logins(app, browser, wo
     request_link(browser, "beech", "pat.lee@example.org")
     set_password(browser, outbox.last_link())
     assert browser.login("beech", "pat.lee@example.org", NEW_PASSWORD).status_code == 302
+
+
+def test_rules_are_a_hint_above_the_field_with_neutral_marks_until_something_is_typed(browser, world, outbox):
+    request_link(browser, "beech", "pat.lee@example.org")
+    html = browser.get(outbox.last_link()).get_data(as_text=True)
+    assert html.index('id="password-rules"') < html.index('name="password"')
+    assert 'class="rules rules--neutral" id="password-rules"' in html
+    assert not re.search(r'data-rule="[a-z]+" class="(met|unmet)', html)
+    assert re.search(r'aria-describedby="password-rules-intro password-rules password-advice"[^>]*id="password"', html)
+
+
+def test_the_email_is_read_only_text_and_a_show_password_toggle_is_offered(browser, world, outbox):
+    request_link(browser, "beech", "pat.lee@example.org")
+    html = browser.get(outbox.last_link()).get_data(as_text=True)
+    assert '<p class="read-only-value" aria-labelledby="username-label" id="username-text">pat.lee@example.org</p>' in html
+    assert "readonly" not in html and "disabled" not in html
+    assert html.count('class="button button--secondary password-toggle" aria-controls="password" aria-pressed="false" hidden') == 1
+    assert 'aria-controls="confirm" aria-pressed="false"' in html
+
+
+def test_set_password_and_change_password_share_one_new_password_block(app):
+    from pathlib import Path
+
+    templates = Path(app.root_path).parent / "templates"
+    for name in ("reset/set_password.html", "account_settings/change_password.html"):
+        text = (templates / name).read_text()
+        assert '{% from "_new_password.html" import new_password %}' in text and 'id="password-rules"' not in text
