@@ -382,7 +382,7 @@ def test_admin_account_and_operator_pages_are_accessible(page, demo, axe_check):
     sign_in_at_idp(page, "ops@cpoms.example.org", demo.password)
     page.goto(f"{demo.idp}/admin")
     # An operator's first visit: a second factor first (operators see every school).
-    expect(page.locator("#enrolment-required")).to_contain_text("platform operators must use two-factor")
+    expect(page.locator("#enrolment-required")).to_contain_text("platform operators must use two-step verification")
     axe_check(page)
     page.get_by_label("Name").fill("My phone")
     page.get_by_role("button", name="Set up authenticator app").click()
