@@ -14,6 +14,7 @@ BALANCER_PORT ?= 8100
 
 help:
 	@echo "make run            venv + database + demo data, then the IdP on :5000 and the demo apps on :5001/:5002"
+	@echo "                    (ports: IDP_PORT, DEMO_SCHOOL_PORT, DEMO_STAFFSAFE_PORT)"
 	@echo "make test           venv + the whole test suite"
 	@echo "make serve          gunicorn wsgi:app on $(BIND) with $(WORKERS) workers (reads IDP_* variables)"
 	@echo "make two-nodes      two IdP nodes behind HAProxy on :$(BALANCER_PORT), with a throwaway PostgreSQL and Redis"
@@ -28,9 +29,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Ports: IDP_PORT (5000), DEMO_SCHOOL_PORT (5001), DEMO_STAFFSAFE_PORT (5002), e.g. `IDP_PORT=5100 make run`;
+# run_demo checks them before anything starts and loads the demo data for them.
 run: venv
 	$(IDP) db upgrade
-	$(IDP) demo-data
 	$(PY) -m clients.run_demo
 
 # The browser journeys need Debian's chromium and axe-core from npm; without them they are skipped

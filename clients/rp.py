@@ -313,5 +313,18 @@ def main(kind: str, title: str, default_port: int) -> None:
         raise SystemExit(f"Error: {problem}") from None
     # Werkzeug's access log would print authorization codes from the callback URL.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Bind first, so "listening" is printed only once it is true.
+    from werkzeug.serving import make_server
+
+    try:
+        server = make_server(args.host, args.port, app, threaded=True)
+    except (OSError, SystemExit):
+        raise SystemExit(f"Error: port {args.port} on {args.host} is already in use or cannot be used: "
+                         "choose another with --port (make run: DEMO_SCHOOL_PORT / DEMO_STAFFSAFE_PORT).") from None
     print(f"{title} listening on http://{args.host}:{args.port}/", flush=True)
-    app.run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

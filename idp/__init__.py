@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
+from markupsafe import Markup, escape
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -14,7 +16,7 @@ from werkzeug.routing import IntegerConverter
 from .config import PROJECT_ROOT, Settings
 from .errors import DomainError
 from .web import refuse_nul_characters
-from . import outages, ratelimits, transactions
+from . import clock, outages, ratelimits, transactions
 from .extensions import (
     csrf, db, discard_connections_on_failover, engine_options, login_manager, migrate, ping_idle_connections,
 )
@@ -75,6 +77,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .accounts import providers
 
     app.jinja_env.globals.update(providers=providers, provider_name=providers.name, local_time=_local_time)
+    app.jinja_env.globals.update(zone_label=clock.zone_label, local_in=clock.local)
+    app.jinja_env.filters["wrap_points"] = _wrap_points
+    # Browsers ask for /favicon.ico whatever the page links: the same icon, not a 404 in every log.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
     _register_error_pages(app)
     transactions.init_app(app)
     outages.init_app(app)
@@ -123,6 +129,15 @@ class _SessionCookies(SecureCookieSessionInterface):
             serializer = super().get_signing_serializer(app)
             self._serializer = (keys, serializer)
         return serializer
+
+_WRAP_POINT = re.compile(r"([-_./:?&=@])")
+
+
+def _wrap_points(value) -> Markup:
+    """An id or URL that may wrap after its punctuation (<wbr>), never in the middle of a word."""
+    pieces = _WRAP_POINT.split(str(value if value is not None else ""))
+    return Markup("").join(Markup(escape(piece)) + (Markup("<wbr>") if _WRAP_POINT.fullmatch(piece) else "")
+                           for piece in pieces)
 
 
 class _RowIdConverter(IntegerConverter):

@@ -272,13 +272,24 @@ def serve(host, port):
     import logging
 
     from flask import current_app
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     # Werkzeug's access log prints whole URLs (reset tokens, query strings); idp.request_log logs requests safely.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Bind first, so "listening" is printed only once it is true (a busy port fails with its number).
+    try:
+        server = make_server(host, port, current_app._get_current_object(), threaded=True)
+    except (OSError, SystemExit):
+        raise click.ClickException(f"Port {port} on {host} is already in use or cannot be used: choose another "
+                                   "with --port (make run: IDP_PORT).") from None
     click.echo(f"Identity provider listening on http://{host}:{port} (issuer {current_app.config['SETTINGS'].issuer})")
     # Not app.run(): Flask ignores it inside a `flask`/FlaskGroup command.
-    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def register_commands(app: Flask) -> None:

@@ -127,5 +127,7 @@ LOGIN_REFUSAL_RECORDED = Throttle("login-refusal-recorded", "1 per minute")
 #: Reset/first-time link requests.
 RESET_PER_EMAIL = Throttle("reset-email", "3 per 10 minutes; 10 per day")
 RESET_PER_IP = Throttle("reset-ip", "30 per 10 minutes")
+#: Admin > Users' "send again to everyone filtered": a few presses per school, never a mail storm.
+RESEND_PER_TENANT = Throttle("resend-tenant", "5 per 10 minutes; 30 per day")
 #: Failed second-factor codes for one account (then the second step locks).
 MFA_PER_ACCOUNT = Throttle("mfa-account", "5 per 5 minutes; 20 per day")

@@ -1,1 +1,1 @@
-"""Account settings of the signed-in person (security keys)."""
+"""Account settings of the signed-in person (authenticator apps)."""

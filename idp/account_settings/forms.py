@@ -11,9 +11,9 @@ from ..models.base import column_length
 
 class DeviceNameForm(FlaskForm):
     name = StringField(
-        "Name this security key",
+        "Name this authenticator app",
         default="My phone",
-        validators=[DataRequired("Enter a name for this security key, for example My phone"), Length(max=column_length(MfaDevice.name))],
+        validators=[DataRequired("Enter a name for this authenticator app, for example My phone"), Length(max=column_length(MfaDevice.name))],
         render_kw={"autocomplete": "off"},
     )
 

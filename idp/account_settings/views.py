@@ -119,7 +119,7 @@ def confirm_device(page: _Page, device_id: int):
             session.add_factors(page.signed_in, mfa.SECOND_FACTOR_AMR)
             if codes:
                 return page.render("account_settings/recovery_codes.html", codes=codes, first=True)
-            flash(f"Security key ‘{device.name}’ added.")
+            flash(f"Authenticator app ‘{device.name}’ added.")
             return redirect(url_for("account_settings.security", **page.params))
     secret = mfa.device_secret(device)
     uri = mfa.provisioning_uri(page.account, device)
@@ -145,7 +145,7 @@ def remove_device(page: _Page, device_id: int):
         except NotAllowed as not_allowed:
             refused = not_allowed.message
         else:
-            flash(f"Security key ‘{device.name}’ removed.")
+            flash(f"Authenticator app ‘{device.name}’ removed.")
             return redirect(url_for("account_settings.security", **page.params))
     elif form.errors:
         status = 400
@@ -242,5 +242,5 @@ def change_password(page: _Page):
     met = passwords.rules_met(form.password.data or "", email=page.account.email,
                               confirmation=form.confirm.data) if request.method == "POST" else set()
     return page.render("account_settings/change_password.html", status, form=form,
-                       rules=passwords.rule_descriptions(), met=met,
+                       rules=passwords.rule_descriptions(), met=met, submitted=request.method == "POST",
                        min_length=current_app.config["SETTINGS"].password_min_length)

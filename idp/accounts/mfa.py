@@ -62,19 +62,19 @@ BAD_FORMAT_MESSAGE = "Enter the 6-digit code from your authenticator app, or one
 LOCKED_MESSAGE = (
     "Too many incorrect codes. Please wait {wait} and try again, or enter one of your recovery codes "
     "instead. If you have lost your phone and your recovery codes, ask your school's CPOMS Administrator "
-    "to reset your two-factor authentication."
+    "to reset your two-step verification."
 )
 RECOVERY_LOCKED_MESSAGE = (
     "Too many incorrect codes. Please wait {wait} and try again, or ask your school's CPOMS Administrator "
-    "to reset your two-factor authentication."
+    "to reset your two-step verification."
 )
 LAST_DEVICE_REQUIRED_MESSAGE = (
-    "You cannot remove your only security key because {tenant} requires two-factor authentication. "
-    "Add another security key first."
+    "You cannot remove your only authenticator app because {tenant} requires two-step verification. "
+    "Add another authenticator app first."
 )
 OPERATOR_LAST_DEVICE_MESSAGE = (
-    "You cannot remove your only security key because CPOMS platform operators must use two-factor "
-    "authentication. Add another security key first."
+    "You cannot remove your only authenticator app because CPOMS platform operators must use two-step "
+    "verification. Add another authenticator app first."
 )
 #: Operators' changes to the platform need a second factor given this recently (seconds).
 OPERATOR_FRESH_SECONDS = 15 * 60
@@ -221,7 +221,7 @@ def get_device(account: Account, device_id: int) -> MfaDevice:
         select(MfaDevice).where(MfaDevice.id == device_id, MfaDevice.account_id == account.id)
     ).first()
     if device is None:
-        raise NotFound("That security key does not exist. It may have been removed already.")
+        raise NotFound("That authenticator app does not exist. It may have been removed already.")
     return device
 
 
@@ -229,9 +229,9 @@ def start_enrolment(account: Account, name: str) -> MfaDevice:
     """A new, unconfirmed device with a fresh secret. It counts only after a valid code (confirm_enrolment)."""
     name = (name or "").strip()
     if not name:
-        raise InvalidCode("Enter a name for this security key, for example My phone")
+        raise InvalidCode("Enter a name for this authenticator app, for example My phone")
     if len(confirmed_devices(account)) >= MAX_DEVICES:
-        raise NotAllowed(f"You already have {MAX_DEVICES} security keys. Remove one before adding another.")
+        raise NotAllowed(f"You already have {MAX_DEVICES} authenticator apps. Remove one before adding another.")
     # One enrolment at a time: an abandoned QR code must not stay valid.
     db.session.execute(
         delete(MfaDevice).where(MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_(None))
@@ -271,7 +271,7 @@ def confirm_enrolment(
     """Complete enrolment with a valid code from the new device. Returns the new recovery codes
     when this is the account's first device (show them once), else None."""
     if device.account_id != account.id or device.confirmed_at is not None:
-        raise NotFound("That security key is not waiting to be set up.")
+        raise NotFound("That authenticator app is not waiting to be set up.")
     code = _normalise(code)
     if not re.fullmatch(r"[0-9]{6}", code):
         raise InvalidCode("Enter the 6-digit code shown in your authenticator app")
@@ -304,7 +304,7 @@ def remove_device(
     """Remove a device after a current code (from any device, or a recovery code).
     The last device cannot go while a tenant of the account requires 2FA for it."""
     if device.account_id != account.id:
-        raise NotFound("That security key does not exist.")
+        raise NotFound("That authenticator app does not exist.")
     if device.confirmed_at is None:
         db.session.delete(device)
         db.session.flush()
@@ -325,7 +325,7 @@ def remove_device(
 def regenerate_recovery_codes(account: Account, code: str, *, tenant: Tenant | None, ip: str | None) -> list[str]:
     """New recovery codes (the old ones stop working) after a current code."""
     if not is_enrolled(account):
-        raise NotAllowed("Set up a security key before creating recovery codes.")
+        raise NotAllowed("Set up an authenticator app before creating recovery codes.")
     check_code(account, code, tenant=tenant, ip=ip, purpose="regenerate recovery codes")
     codes = _replace_recovery_codes(account)
     db.session.flush()

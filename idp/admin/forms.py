@@ -21,10 +21,12 @@ from ..accounts import providers
 from ..models import Account, Client, Tenant
 from ..models.accounts import ROLE_NAMES
 from ..models.base import column_length
+from ..reset.links import LINK_FILTERS
 from ..models.tenants import DEFAULT_SESSION_IDLE_TIMEOUT, DEFAULT_SESSION_MAX_AGE
 
 ROLE_CHOICES = [SelectChoice(role, label) for role, label in ROLE_NAMES.items()]
 PROVIDER_CHOICES = [SelectChoice(provider.key, provider.name) for provider in providers.ALL]
+LINK_CHOICES = [SelectChoice(state, label) for state, label in LINK_FILTERS.items()]
 EMAIL_MAX = column_length(Account.email)
 NAME_MAX = column_length(Account.name)
 
@@ -39,6 +41,17 @@ class MemberFilterForm(FlaskForm):
     provider = SelectField("Authentication provider", choices=[SelectChoice("", "Any provider"), *PROVIDER_CHOICES],
                            validators=[Optional()])
     role = SelectField("Role", choices=[SelectChoice("", "Any role"), *ROLE_CHOICES], validators=[Optional()])
+    link = SelectField("Invitation or link", choices=[SelectChoice("", "Any"), *LINK_CHOICES], validators=[Optional()])
+
+
+class ResendLinksForm(FlaskForm):
+    """"Send again to everyone filtered": the list's filters come back with the CSRF token, so the
+    button sends to exactly the people the admin was looking at."""
+
+    q = HiddenField(validators=[Optional(), Length(max=EMAIL_MAX)])
+    provider = HiddenField(validators=[Optional(), AnyOf(["", *providers.KEYS])])
+    role = HiddenField(validators=[Optional(), AnyOf(["", *ROLE_NAMES])])
+    link = HiddenField(validators=[Optional(), AnyOf(["", *LINK_FILTERS])])
 
 
 class MemberForm(FlaskForm):

@@ -7,18 +7,23 @@ request boundary commits (idp.transactions)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased, lazyload
 
-from .. import audit
+from .. import audit, clock
 from ..accounts import directory, lifecycle, mfa, providers
-from ..errors import InvalidInput, NotAllowed, NotFound
+from ..errors import DeliveryFailed, InvalidInput, NotAllowed, NotFound, RateLimited
 from ..extensions import db
-from ..models import Account, AuditEvent, Membership, Tenant, normalise_email
+from ..models import Account, AuditEvent, Membership, ResetLink, Tenant, normalise_email
 from ..models.accounts import ROLES
+from ..mail import delivery
+from ..ratelimits import RESEND_PER_TENANT
 from ..reset import links
 
 PER_PAGE = 25
@@ -78,6 +83,8 @@ class Member:
 
     membership: Membership
     account: Account
+    #: The newest link this tenant sent them (on the list; None when never, or not loaded).
+    latest_link: ResetLink | None = None
 
     @property
     def id(self) -> int:
@@ -87,17 +94,12 @@ class Member:
     def provider_name(self) -> str:
         return providers.name(self.account.provider)
 
+    @property
+    def link_state(self) -> str | None:
+        return links.state_of(self.latest_link)
 
-def list_members(
-    tenant: Tenant,
-    *,
-    search: str | None = None,
-    provider: str | None = None,
-    role: str | None = None,
-    page=1,
-    per_page: int = PER_PAGE,
-) -> Page:
-    """One page of the tenant's members: one query for the rows and one for the count, whatever the size."""
+
+def _member_conditions(tenant: Tenant, search, provider, role, link_state, latest) -> list:
     conditions = [Membership.tenant_id == tenant.id, Account.retired.is_(False)]
     search = (search or "").strip()
     if search:
@@ -109,19 +111,47 @@ def list_members(
         conditions.append(Account.provider == provider)
     if role in ROLES:
         conditions.append(Membership.role == role)
+    if link_state in links.LINK_FILTERS:
+        # Links go to people who can use them: a deactivated member is never "waiting for a link".
+        conditions += [Membership.active.is_(True), links.link_filter_condition(link_state, latest)]
+    return conditions
 
-    base = select(Membership, Account).join(Account, Account.id == Membership.account_id).where(*conditions)
-    total = db.session.scalar(
-        select(func.count(Membership.id)).join(Account, Account.id == Membership.account_id).where(*conditions)
-    )
+
+def _members_query(tenant: Tenant, search, provider, role, link_state, *columns):
+    newest = links.latest_links(tenant)
+    latest = aliased(ResetLink)
+    conditions = _member_conditions(tenant, search, provider, role, link_state, latest)
+    query = (select(*columns).select_from(Membership).join(Account, Account.id == Membership.account_id)
+             .outerjoin(newest, newest.c.account_id == Account.id).outerjoin(latest, latest.id == newest.c.link_id)
+             .where(*conditions))
+    return query, latest
+
+
+def list_members(
+    tenant: Tenant,
+    *,
+    search: str | None = None,
+    provider: str | None = None,
+    role: str | None = None,
+    link_state: str | None = None,
+    page=1,
+    per_page: int = PER_PAGE,
+) -> Page:
+    """One page of the tenant's members, each with the newest link the school sent them: one query
+    for the rows and one for the count, whatever the size."""
+    counted, _ = _members_query(tenant, search, provider, role, link_state, func.count(Membership.id))
+    total = db.session.scalar(counted)
     page = _page_number(page)
+    latest = aliased(ResetLink)
+    base, latest = _members_query(tenant, search, provider, role, link_state, Membership, Account)
     rows = db.session.execute(
-        base.options(lazyload(Account.memberships))  # other tenants' memberships are none of this page's business
+        base.add_columns(latest)
+        .options(lazyload(Account.memberships))  # other tenants' memberships are none of this page's business
         .order_by(func.lower(Account.name), Account.email, Membership.id)
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
-    return Page([Member(m, a) for m, a in rows], total or 0, page, per_page)
+    return Page([Member(m, a, link) for m, a, link in rows], total or 0, page, per_page)
 
 
 def get_member(tenant: Tenant, member_id) -> Member:
@@ -230,6 +260,61 @@ def send_password_link(tenant: Tenant, member_id, *, actor: Account | None, ip: 
     return member
 
 
+#: A person who got a link this recently is skipped by "send again to all" (a second press, a
+#: double click): their mail may simply not have arrived yet.
+RESEND_PAUSE = timedelta(minutes=10)
+#: At most this many mails per press; the rest are sent by pressing again (the page says how many are left).
+RESEND_BATCH = 200
+
+
+@dataclass
+class Resent:
+    sent: int = 0
+    failed: int = 0
+    skipped_recent: int = 0
+    left: int = 0
+
+
+def resend_links(tenant: Tenant, *, search: str | None = None, provider: str | None = None,
+                 role: str | None = None, link_state: str | None = None, actor: Account | None,
+                 ip: str | None = None) -> Resent:
+    """Send again, to every active member the list's filters select, the link each needs (as
+    send_password_link: the acceptance link to one who has not accepted yet, else a reset or
+    first-time link, which replaces their older ones). RateLimited when the school pressed it too
+    often; people sent a link in the last RESEND_PAUSE are skipped."""
+    if RESEND_PER_TENANT.is_blocked(str(tenant.id)):
+        raise RateLimited("You have sent links to many users in a short time. Wait a few minutes and try again.")
+    RESEND_PER_TENANT.hit(str(tenant.id))
+    query, latest = _members_query(tenant, search, provider, role, link_state, Membership.id)
+    rows = db.session.execute(
+        query.add_columns(latest.created_at).where(Membership.active.is_(True))
+        .order_by(func.lower(Account.name), Account.email, Membership.id)
+    ).all()
+    result = Resent()
+    recently = clock.now() - RESEND_PAUSE
+    chosen = []
+    for member_id, last_sent in rows:
+        if last_sent is not None and clock.as_utc(last_sent) > recently:
+            result.skipped_recent += 1
+        elif len(chosen) >= RESEND_BATCH:
+            result.left += 1
+        else:
+            chosen.append(member_id)
+    with delivery.batch():
+        for member_id in chosen:
+            try:
+                send_password_link(tenant, member_id, actor=actor, ip=ip)
+            except DeliveryFailed:
+                result.failed += 1  # that link is void and its failure recorded; the list shows it
+            else:
+                result.sent += 1
+    filters = {key: value for key, value in dict(search=search, provider=provider, role=role,
+                                                 link=link_state).items() if value}
+    audit.record(audit.LINKS_RESENT, tenant=tenant, actor=actor, ip=ip, sent=result.sent, failed=result.failed,
+                 skipped_recent=result.skipped_recent or None, left=result.left or None, filters=filters or None)
+    return result
+
+
 def password_link_status(tenant: Tenant, member: Member) -> dict | None:
     """The last link this tenant sent the person (when sent, when it expires at local midnight,
     used/expired/pending), so an admin can answer "I never got the email"; for a member who has not
@@ -248,16 +333,25 @@ class AuditRow:
     subject_email: str | None
     tenant_slug: str | None = None
 
+    @property
+    def description(self) -> str:
+        return audit.describe(self.event.event)
 
-def list_audit(
-    tenant: Tenant | None,
-    *,
-    email: str | None = None,
-    event: str | None = None,
-    page=1,
-    per_page: int = 50,
-) -> Page:
-    """The tenant's audit events, newest first (all tenants' when `tenant` is None: operators only)."""
+    @property
+    def outcome(self) -> str:
+        return audit.describe_outcome(self.event.outcome)
+
+    @property
+    def details(self) -> list[tuple[str, str]]:
+        return audit.describe_detail(self.event.detail)
+
+
+def audit_zone(tenant: Tenant | None) -> str:
+    """Audit times are in the school's timezone; the operators' log of every school is in UTC."""
+    return tenant.timezone if tenant is not None else "UTC"
+
+
+def _audit_conditions(tenant: Tenant | None, email: str | None, event: str | None) -> list:
     conditions = []
     if tenant is not None:
         conditions.append(AuditEvent.tenant_id == tenant.id)
@@ -268,20 +362,81 @@ def list_audit(
     event = (event or "").strip()
     if event:
         conditions.append(AuditEvent.event == event)
-    total = db.session.scalar(select(func.count(AuditEvent.id)).where(*conditions))
-    page = _page_number(page)
+    return conditions
+
+
+def _audit_rows(conditions: list):
     actor, subject = aliased(Account), aliased(Account)
-    rows = db.session.execute(
+    return (
         select(AuditEvent, actor.email, subject.email, Tenant.slug)
         .outerjoin(actor, actor.id == AuditEvent.actor_account_id)
         .outerjoin(subject, subject.id == AuditEvent.subject_account_id)
         .outerjoin(Tenant, Tenant.id == AuditEvent.tenant_id)
         .where(*conditions)
         .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    )
+
+
+def list_audit(
+    tenant: Tenant | None,
+    *,
+    email: str | None = None,
+    event: str | None = None,
+    page=1,
+    per_page: int = 50,
+) -> Page:
+    """The tenant's audit events, newest first (all tenants' when `tenant` is None: operators only)."""
+    conditions = _audit_conditions(tenant, email, event)
+    total = db.session.scalar(select(func.count(AuditEvent.id)).where(*conditions))
+    page = _page_number(page)
+    rows = db.session.execute(_audit_rows(conditions).limit(per_page).offset((page - 1) * per_page)).all()
     return Page([AuditRow(*row) for row in rows], total or 0, page, per_page)
+
+
+#: A spreadsheet reads a cell starting with one of these as a formula (CSV injection, OWASP).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: One download holds at most this many events (narrow the filters for more).
+AUDIT_CSV_LIMIT = 100_000
+
+
+def spreadsheet_safe(value) -> str:
+    """A cell a spreadsheet shows as text: a leading ' before anything it would run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def audit_csv(tenant: Tenant | None, *, email: str | None = None, event: str | None = None):
+    """The filtered audit log (the page's filters, every page of it) as CSV lines, newest first, in
+    the zone the page uses; every cell neutralised against spreadsheet formulas."""
+    tz = audit_zone(tenant)
+    conditions = _audit_conditions(tenant, email, event)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(cells) -> str:
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    heading = [f"Time ({clock.zone_label(tz)})", *(["Tenant"] if tenant is None else []), "Event", "Event code",
+               "Outcome", "By", "User", "IP address", "Details"]
+    yield line(heading)
+    result = db.session.execute(_audit_rows(conditions).limit(AUDIT_CSV_LIMIT).execution_options(yield_per=500))
+    for found in result:
+        row = AuditRow(*found)
+        yield line([
+            clock.local(row.event.at, tz).strftime("%Y-%m-%d %H:%M:%S"),
+            *([row.tenant_slug or ""] if tenant is None else []),
+            row.description, row.event.event, row.outcome, row.actor_email or "", row.subject_email or "",
+            row.event.ip or "", "; ".join(f"{label}: {text}" for label, text in row.details),
+        ])
+
+
+def audit_event_choices() -> list[tuple[str, str]]:
+    """(code, words) for the event filter, in the order of their words."""
+    return sorted(((code, audit.describe(code)) for code in audit_event_names()), key=lambda pair: pair[1])
 
 
 def audit_event_names() -> list[str]:

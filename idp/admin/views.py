@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 from wtforms import SelectChoice
 
+from .. import clock
 from ..accounts import mfa
 from ..auth import session
 from ..oidc import backchannel, registry
-from ..errors import DomainError, NotAllowed
+from ..errors import DomainError, NotAllowed, RateLimited
 from ..extensions import db
 from ..web import client_ip, tenant_or_404
 from . import applications, csv_import, operators, service
@@ -28,6 +29,7 @@ from .forms import (
     NewClientForm,
     NewTenantForm,
     ProviderForm,
+    ResendLinksForm,
     ClientForm,
     TenantForm,
 )
@@ -130,15 +132,53 @@ def index(tenant, actor):
 def users(tenant, actor):
     form = MemberFilterForm(request.args)
     form.validate()
-    page = service.list_members(
-        tenant,
-        search=form.q.data if not form.q.errors else None,
-        provider=form.provider.data,
-        role=form.role.data,
-        page=request.args.get("page", 1),
-    )
+    page = service.list_members(tenant, **_member_filters(form), page=request.args.get("page", 1))
+    resend_form = ResendLinksForm(formdata=None, q=form.q.data if not form.q.errors else "",
+                                  provider=form.provider.data or "", role=form.role.data or "",
+                                  link=form.link.data if not form.link.errors else "")
     return render_template("admin/users.html", tenant=tenant, form=form, page=page, page_args=_page_args,
-                           section="users", notice=request.args.get("done"))
+                           section="users", notice=request.args.get("done"), resend_form=resend_form)
+
+
+def _member_filters(form) -> dict:
+    """The list's filters; one it does not know (a hand-typed ?link=...) is ignored, never an error."""
+    def valid(field):
+        return field.data if field.data and not field.errors else None
+
+    return dict(search=valid(form.q), provider=valid(form.provider), role=valid(form.role),
+                link_state=valid(form.link))
+
+
+@bp.route("/t/<slug>/admin/users/resend-links", methods=["POST"])
+@tenant_admin
+def resend_links(tenant, actor):
+    form = ResendLinksForm()
+    if not form.validate_on_submit():
+        abort(400)
+    filters = _member_filters(form)
+    try:
+        result = service.resend_links(tenant, **filters, actor=actor, ip=client_ip())
+    except RateLimited as limited:
+        flash(limited.message, "error")
+    else:
+        flash(_resent_message(result), "success")
+    back = {key: value for key, value in dict(q=filters["search"], provider=filters["provider"],
+                                               role=filters["role"], link=filters["link_state"]).items() if value}
+    return redirect(url_for("admin.users", slug=tenant.slug, **back))
+
+
+def _resent_message(result: service.Resent) -> str:
+    def users(n: int) -> str:
+        return f"{n} user{'' if n == 1 else 's'}"
+
+    parts = [f"Links were sent again to {users(result.sent)}."]
+    if result.failed:
+        parts.append(f"{users(result.failed)} could not be sent an email: try again in a few minutes.")
+    if result.skipped_recent:
+        parts.append(f"{users(result.skipped_recent)} had been sent a link in the last 10 minutes and were skipped.")
+    if result.left:
+        parts.append(f"{users(result.left)} are left: press the button again to send theirs.")
+    return " ".join(parts)
 
 
 @bp.route("/t/<slug>/admin/users/new", methods=["GET", "POST"])
@@ -413,17 +453,33 @@ def create_initial_access_token(tenant, actor):
 # --------------------------------------------------------------------------- audit
 
 
-def _audit_page(tenant):
+def _audit_filters():
     form = AuditFilterForm(request.args)
-    form.event.choices = [SelectChoice("", "Any event"), *(SelectChoice(name) for name in service.audit_event_names())]
+    form.event.choices = [SelectChoice("", "Any event"),
+                          *(SelectChoice(code, words) for code, words in service.audit_event_choices())]
+    # An unknown event or an over-long address in the query string is ignored, never an error.
     form.validate()
-    page = service.list_audit(
-        tenant,
-        email=form.user.data if not form.user.errors else None,
-        event=form.event.data if not form.event.errors else None,
-        page=request.args.get("page", 1),
-    )
+    filters = dict(email=form.user.data if not form.user.errors else None,
+                   event=form.event.data if not form.event.errors else None)
+    return form, filters
+
+
+def _audit_page(tenant):
+    form, filters = _audit_filters()
+    page = service.list_audit(tenant, **filters, page=request.args.get("page", 1))
     return form, page
+
+
+def _audit_download(tenant, name: str):
+    _, filters = _audit_filters()
+    body = "".join(service.audit_csv(tenant, **filters))
+    stamp = clock.local(clock.now(), service.audit_zone(tenant)).strftime("%Y-%m-%d")
+    return Response(body, mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="audit-{name}-{stamp}.csv"'})
+
+
+def _download_args() -> dict:
+    return {key: value for key, value in request.args.items() if key in ("user", "event") and value}
 
 
 @bp.route("/t/<slug>/admin/audit")
@@ -431,7 +487,14 @@ def _audit_page(tenant):
 def audit_log(tenant, actor):
     form, page = _audit_page(tenant)
     return render_template("admin/audit.html", tenant=tenant, form=form, page=page, page_args=_page_args,
-                           section="audit", all_tenants=False)
+                           section="audit", all_tenants=False, zone=service.audit_zone(tenant),
+                           download_args=_download_args())
+
+
+@bp.route("/t/<slug>/admin/audit.csv")
+@tenant_admin
+def audit_csv(tenant, actor):
+    return _audit_download(tenant, tenant.slug)
 
 
 # --------------------------------------------------------------------------- operators
@@ -493,7 +556,14 @@ def edit_tenant(actor, tenant_slug):
 def all_audit(actor):
     form, page = _audit_page(None)
     return render_template("admin/audit.html", tenant=None, form=form, page=page, page_args=_page_args,
-                           all_tenants=True, operator_section="audit")
+                           all_tenants=True, operator_section="audit", zone=service.audit_zone(None),
+                           download_args=_download_args())
+
+
+@bp.route("/admin/audit.csv")
+@operator_only
+def all_audit_csv(actor):
+    return _audit_download(None, "all-tenants")
 
 
 @bp.route("/admin/people")

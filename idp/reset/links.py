@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from typing import Callable
 
 from flask import current_app
-from sqlalchemy import exists, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 
 from .. import audit, clock
 from ..accounts import credentials, directory, lifecycle, passwords, providers
@@ -26,7 +26,7 @@ from ..auth import service as auth_service
 from ..errors import DeliveryFailed, DomainError, RateLimited
 from ..extensions import db
 from ..mail import messages, send
-from ..models import Account, AuditEvent, ResetLink, Tenant, normalise_email
+from ..models import Account, AuditEvent, Membership, ResetLink, Tenant, normalise_email
 from ..models.base import hash_secret, new_secret, secret_matches
 from ..ratelimits import RESET_PER_EMAIL, RESET_PER_IP
 from ..transactions import commit_now
@@ -45,16 +45,27 @@ THROTTLED_MESSAGE = (
     "junk, clutter and 'Other' folders, for the emails already sent, or wait a few minutes and try again."
 )
 EXPIRED_MESSAGE = "This link has expired"
+USED_MESSAGE = "This link has already been used"
+SUPERSEDED_MESSAGE = "A newer link was sent"
+SIGNED_IN_MESSAGE = "This link no longer works because you have logged in since it was sent"
+VOID_MESSAGE = "This link can no longer be used"
+
+#: Why a link does not work, as its page says it (the help page's "expired" only when it expired).
+DEAD_LINK_MESSAGES = {"expired": EXPIRED_MESSAGE, "used": USED_MESSAGE, "superseded": SUPERSEDED_MESSAGE,
+                      "signed in since": SIGNED_IN_MESSAGE, "void": VOID_MESSAGE, "inactive": VOID_MESSAGE,
+                      "unknown": EXPIRED_MESSAGE}
 
 
 class LinkExpired(DomainError):
-    """The link is unknown, used, expired or void. `link` is set when it was a real link."""
+    """The link is unknown, used, superseded by a newer one, expired or void. `link` is set when it
+    was a real link; `reason` says which ("unknown" when it was not)."""
 
     status_code = 410
 
-    def __init__(self, link: ResetLink | None = None):
-        super().__init__(EXPIRED_MESSAGE)
+    def __init__(self, link: ResetLink | None = None, reason: str = "unknown"):
+        super().__init__(DEAD_LINK_MESSAGES.get(reason, EXPIRED_MESSAGE))
         self.link = link
+        self.reason = reason
 
 
 # --- Local time ----------------------------------------------------------------
@@ -273,6 +284,48 @@ STATE_TEXT = {
 }
 
 
+#: Admin > Users' filter by where a person's links stand (the list's `link=` values).
+LINK_FILTERS = {
+    "invited": "Invited, no password yet",
+    "sent": "Link sent, not used yet",
+    "expired": "Link expired unused",
+    "not_sent": "Link could not be sent",
+}
+
+
+def latest_links(tenant: Tenant):
+    """The newest link of each account sent from `tenant` (a subquery: account_id, link_id)."""
+    return (select(ResetLink.account_id.label("account_id"), func.max(ResetLink.id).label("link_id"))
+            .where(ResetLink.tenant_id == tenant.id).group_by(ResetLink.account_id).subquery())
+
+
+def state_of(link: ResetLink | None) -> str | None:
+    """One of STATE_TEXT's keys for a link (None when there is none): the list and the member page agree."""
+    if link is None:
+        return None
+    if link.used_at is not None:
+        return "used"
+    if link.invalidated_at is not None:
+        return "void" if link.sent_at is not None else "not_sent"
+    return "expired" if link.is_expired else "pending"
+
+
+def link_filter_condition(state: str, latest):
+    """SQL for LINK_FILTERS' `state`, given a ResetLink aliased to each account's newest link
+    (`latest`, outer-joined: NULL when none was sent); None for an unknown state."""
+    now = clock.now()
+    unused = (latest.used_at.is_(None), latest.invalidated_at.is_(None))
+    if state == "invited":
+        return or_(Account.password_hash.is_(None), Membership.accepted_at.is_(None))
+    if state == "sent":
+        return and_(latest.id.is_not(None), *unused, latest.expires_at > now)
+    if state == "expired":
+        return and_(latest.id.is_not(None), *unused, latest.expires_at <= now)
+    if state == "not_sent":
+        return and_(latest.id.is_not(None), latest.invalidated_at.is_not(None), latest.sent_at.is_(None))
+    return None
+
+
 def link_status(account: Account, tenant: Tenant, purposes: tuple[str, ...] = PASSWORD_PURPOSES) -> dict | None:
     """The latest link of `purposes` sent to `account` from `tenant`, for the admin's user page (None if never)."""
     link = db.session.scalars(
@@ -283,14 +336,7 @@ def link_status(account: Account, tenant: Tenant, purposes: tuple[str, ...] = PA
     ).first()
     if link is None:
         return None
-    if link.used_at is not None:
-        state = "used"
-    elif link.invalidated_at is not None:
-        state = "void" if link.sent_at is not None else "not_sent"
-    elif link.is_expired:
-        state = "expired"
-    else:
-        state = "pending"
+    state = state_of(link)
     tz = tenant.timezone
     return {
         "purpose": link.purpose,
@@ -323,15 +369,28 @@ def open_link(token: str, *, ip: str | None = None, purposes: tuple[str, ...] = 
         raise LinkExpired(None)
     member_ok = (link.purpose == JOIN and link.account.membership_in(link.tenant_id) is not None
                  and not link.account.retired) or directory.active_membership(link.account, link.tenant) is not None
-    signed_in_since = link.is_usable and _signed_in_since(link)
-    if link.is_usable and member_ok and not signed_in_since:
+    superseded = link.used_at is None and _newer_link_sent(link)
+    signed_in_since = link.is_usable and not superseded and _signed_in_since(link)
+    if link.is_usable and member_ok and not signed_in_since and not superseded:
         return link
-    reason = ("used" if link.used_at else "void" if link.invalidated_at else
+    reason = ("used" if link.used_at else "superseded" if superseded else "void" if link.invalidated_at else
               "expired" if link.is_expired else "signed in since" if signed_in_since else "inactive")
     audit.record(audit.RESET_EXPIRED, tenant=link.tenant_id, subject=link.account_id, outcome="refused", ip=ip,
                  reason=reason, purpose=link.purpose)
     commit_now(because="an opened dead link is recorded though the page refuses it")
-    raise LinkExpired(link)
+    raise LinkExpired(link, reason)
+
+
+def _newer_link_sent(link: ResetLink) -> bool:
+    """Only the newest password (reset or first-time) link of an account works: a person who asked
+    twice and clicks the first mail is told a newer one was sent. A newer link whose mail failed
+    does not count (nobody received it)."""
+    if link.purpose not in PASSWORD_PURPOSES:
+        return False
+    return bool(db.session.scalar(select(exists().where(
+        ResetLink.account_id == link.account_id, ResetLink.purpose.in_(PASSWORD_PURPOSES),
+        ResetLink.id > link.id, ResetLink.sent_at.is_not(None),
+    ))))
 
 
 def _signed_in_since(link: ResetLink) -> bool:
@@ -370,7 +429,7 @@ def redeem_reset_link(link: ResetLink, password: str, confirmation: str | None, 
                            confirmation=confirmation, extra_words=(tenant.name,))
     if not _claim(link):
         db.session.rollback()
-        raise LinkExpired(link)
+        raise LinkExpired(link, "used")
     credentials.change_password(account, password, tenant=tenant, ip=ip, check_policy=False, via="reset_link")
     lifecycle.email_proven(account)
     audit.record(audit.RESET_USED, tenant=tenant, actor=account, subject=account, ip=ip, purpose=link.purpose)
@@ -385,7 +444,7 @@ def redeem_join_link(link: ResetLink, *, ip: str | None = None) -> ResetLink | N
     account, tenant = link.account, link.tenant
     if not _claim(link):
         db.session.rollback()
-        raise LinkExpired(link)
+        raise LinkExpired(link, "used")
     lifecycle.accept_membership(account, tenant)
     audit.record(audit.RESET_USED, tenant=tenant, actor=account, subject=account, ip=ip, purpose=JOIN)
     if account.has_password:

@@ -59,13 +59,13 @@ def reset_password(token: str):
     try:
         link = links.open_link(token, ip=client_ip())
     except links.LinkExpired as expired:
-        return _expired_page(expired.link)
+        return _expired_page(expired)
     form = SetPasswordForm()
     if form.validate_on_submit():
         try:
             links.redeem_reset_link(link, form.password.data, form.confirm.data, ip=client_ip())
         except links.LinkExpired as expired:
-            return _expired_page(expired.link)
+            return _expired_page(expired)
         except PolicyViolation as refused:
             for problem in refused.problems:
                 target = form.confirm if problem == passwords.PASSWORDS_DIFFER else form.password
@@ -79,12 +79,13 @@ def reset_password(token: str):
                               confirmation=form.confirm.data) if request.method == "POST" else set()
     return render_template(
         "reset/set_password.html", link=link, tenant=link.tenant, account=link.account, form=form,
-        rules=passwords.rule_descriptions(), met=met,
+        rules=passwords.rule_descriptions(), met=met, submitted=request.method == "POST",
         min_length=current_app.config["SETTINGS"].password_min_length,
     )
 
 
-def _expired_page(link):
+def _expired_page(expired: links.LinkExpired):
+    link = expired.link
     form = ForgotPasswordForm(formdata=None)
     tenant = link.tenant if link is not None else None
     has_sso = False
@@ -92,7 +93,8 @@ def _expired_page(link):
         form.email.data = link.account.email
         form.provider.data, has_sso = directory.page_provider(tenant, link.account.provider)
     return render_template("reset/link_expired.html", tenant=tenant, form=form, has_sso=has_sso,
-                           provider_hints=PROVIDER_HINTS), 410
+                           provider_hints=PROVIDER_HINTS, reason=expired.reason, heading=expired.message,
+                           link=link), 410
 
 
 @bp.route("/join/<token>", methods=["GET", "POST"])

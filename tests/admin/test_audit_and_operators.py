@@ -25,7 +25,7 @@ def test_audit_log_lists_this_tenants_events_newest_first(world, oakwood_browser
     assert [row.event.detail["n"] for row in page.items] == [2, 1, 0]
     assert all(row.event.tenant_id == world.oakwood.id for row in service.list_audit(world.oakwood).items)
     html = oakwood_browser.get("/t/oakwood/admin/audit").get_data(as_text=True)
-    assert "member.changed" in html and "new.teacher@example.org" in html and "secret_marker" not in html
+    assert "User&#39;s details changed" in html and "new.teacher@example.org" in html and "secret_marker" not in html
 
 
 def test_audit_log_filters_by_user_and_event_and_paginates(world, oakwood_browser):

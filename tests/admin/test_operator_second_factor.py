@@ -45,7 +45,7 @@ def test_an_operator_without_a_second_factor_is_sent_to_set_one_up(app, operator
     location = urlsplit(response.headers["Location"])
     assert location.path == "/account/security" and parse_qs(location.query)["next"] == ["/admin"]
     page = browser.get(response.headers["Location"]).get_data(as_text=True)
-    assert "CPOMS platform operators must use two-factor authentication" in page
+    assert "CPOMS platform operators must use two-step verification" in page
     assert browser.client.post("/admin/tenants/new", data=NEW_TENANT).status_code in (302, 400)
     assert db.session.scalars(select(Tenant).where(Tenant.slug == "elm")).first() is None
 

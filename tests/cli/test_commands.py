@@ -236,10 +236,21 @@ def test_serve_runs_the_app_on_the_given_address_without_werkzeug_access_log(run
     import werkzeug.serving
 
     calls = []
-    monkeypatch.setattr(werkzeug.serving, "run_simple", lambda host, port, app, **kw: calls.append((host, port)))
+
+    class FakeServer:
+        def serve_forever(self):
+            calls.append("serving")
+
+        def server_close(self):
+            calls.append("closed")
+
+    # The port is bound (make_server) before "listening" is printed, then served.
+    monkeypatch.setattr(werkzeug.serving, "make_server",
+                        lambda host, port, app, **kw: calls.append((host, port)) or FakeServer())
     result = run(runner, "serve", "--host", "127.0.0.1", "--port", "5999")
     assert result.exit_code == 0, result.output
-    assert calls == [("127.0.0.1", 5999)]
+    assert calls == [("127.0.0.1", 5999), "serving", "closed"]
+    assert "listening on http://127.0.0.1:5999" in result.output
     # Its access lines carry whole URLs (reset tokens); idp.request_log writes safe ones.
     assert logging.getLogger("werkzeug").getEffectiveLevel() >= logging.WARNING
 

@@ -1,5 +1,5 @@
-"""Removing security keys (needs a current code; the last one stays where a school requires it)
-and an administrator's reset of a member's two-factor authentication."""
+"""Removing authenticator apps (needs a current code; the last one stays where a school requires it)
+and an administrator's reset of a member's two-step verification."""
 
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ def test_removing_a_key_needs_a_current_code(browser, world, frozen_clock):
     url = f"/account/security/devices/{enrolment.device.id}/remove?tenant=beech"
     page = browser.get(url).get_data(as_text=True)
     assert "Remove ‘My phone’" in page and "enter a current code" in page
-    assert "removing it turns off two-factor authentication" in page
+    assert "removing it turns off two-step verification" in page
     refused = browser.submit(url, {"code": "12345"}, post_url=url)
     assert refused.status_code == 400 and mfa.is_enrolled(world.beech_identity)
     response = browser.submit(url, {"code": enrolment.code()}, post_url=url)
     assert response.status_code == 302
-    assert "Security key ‘My phone’ removed" in browser.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Authenticator app ‘My phone’ removed" in browser.get(response.headers["Location"]).get_data(as_text=True)
     assert not mfa.is_enrolled(world.beech_identity)
     assert db.session.scalar(db.select(db.func.count(RecoveryCode.id))) == 0
     assert audit_events("mfa.removed")
@@ -50,7 +50,7 @@ def test_removing_the_last_key_is_refused_where_the_school_requires_2fa(browser,
     db.session.commit()
     url = f"/account/security/devices/{enrolment.device.id}/remove?tenant=beech"
     page = browser.get(url)
-    message = "You cannot remove your only security key because Beech Academy requires two-factor authentication"
+    message = "You cannot remove your only authenticator app because Beech Academy requires two-step verification"
     assert page.status_code == 409 and message in page.get_data(as_text=True)
     assert 'name="code"' not in page.get_data(as_text=True)
     with pytest.raises(mfa.NotAllowed, match="Beech Academy requires"):
@@ -66,7 +66,7 @@ def test_sso_account_keeps_its_last_key_when_any_of_its_schools_requires_it(brow
     url = f"/account/security/devices/{enrolment.device.id}/remove?tenant=oakwood"
     response = browser.get(url)
     assert response.status_code == 409
-    assert "Oakwood Trust requires two-factor authentication" in response.get_data(as_text=True)
+    assert "Oakwood Trust requires two-step verification" in response.get_data(as_text=True)
 
 
 def test_one_of_two_keys_can_go_even_where_required(browser, world, frozen_clock):

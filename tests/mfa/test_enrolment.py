@@ -46,7 +46,7 @@ def test_security_page_lists_no_keys_and_offers_to_add_my_phone(browser, world):
     browser.login("beech", "pat.lee@example.org")
     html = browser.get("/account/security?tenant=beech").get_data(as_text=True)
     assert "Security keys" in html and "Beech Academy" in html
-    assert "You have not set up a security key yet" in html
+    assert "You have not set up an authenticator app yet" in html
     assert 'value="My phone"' in html
 
 
@@ -82,7 +82,7 @@ def test_valid_code_completes_enrolment_and_shows_ten_recovery_codes_once(browse
     response = confirm(browser, confirm_url, pyotp.TOTP(secret).at(clock.timestamp()))
     html = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "Your security key is set up" in html and "This is the only time they are shown" in html
+    assert "Your authenticator app is set up" in html and "This is the only time they are shown" in html
     codes = RECOVERY_RE.findall(html)
     assert len(codes) == 10 and len(set(codes)) == 10
     assert mfa.is_enrolled(world.beech_identity)
@@ -106,7 +106,7 @@ def test_a_second_key_does_not_replace_the_recovery_codes(browser, world, frozen
     response = confirm(browser, confirm_url, pyotp.TOTP(secret).at(clock.timestamp()))
     assert response.status_code == 302
     page = browser.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Security key ‘Work tablet’ added" in page
+    assert "Authenticator app ‘Work tablet’ added" in page
     assert "My phone" in page and "Work tablet" in page
     assert mfa.remaining_recovery_codes(world.beech_identity) == 10
 

@@ -1,4 +1,4 @@
-"""Logging in with a security key: the code comes before any session, works once, within ±1 step."""
+"""Logging in with an authenticator app: the code comes before any session, works once, within ±1 step."""
 
 from __future__ import annotations
 

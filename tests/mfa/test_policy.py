@@ -60,7 +60,7 @@ def test_admins_policy_makes_the_oakwood_admin_enrol_at_login(browser, world, fr
     assert parse_qs(urlsplit(location).query) == {"tenant": ["oakwood"], "next": ["/t/oakwood/?app=1"]}
     assert sign_in_of(browser.client).amr == ["pwd"]
     html = browser.get(location).get_data(as_text=True)
-    assert "Oakwood Primary School requires a security key for your account" in html
+    assert "Oakwood Primary School requires an authenticator app for your account" in html
     assert 'id="continue"' not in html  # no way onwards until enrolled
 
     # Enrol: the confirming code completes this sign-in's second factor and continues where it was going.

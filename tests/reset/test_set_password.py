@@ -55,7 +55,7 @@ def test_invited_account_is_asked_to_set_its_password(browser, world, outbox):
 def test_password_fields_let_password_managers_update_the_right_entry(browser, world, outbox):
     request_link(browser, "beech", "pat.lee@example.org")
     html = browser.get(outbox.last_link()).get_data(as_text=True)
-    assert re.search(r'<input[^>]*autocomplete="username"[^>]*readonly', html)
+    assert re.search(r'<input type="hidden" name="username" value="pat.lee@example.org" autocomplete="username">', html)
     assert html.count('autocomplete="new-password"') == 2
     assert "password-rules.js" in html and "<script>" not in html and "style=" not in html
 
@@ -89,12 +89,23 @@ def test_success_is_audited(browser, world, outbox):
     assert used.tenant_id == world.beech.id
 
 
-def test_link_works_only_once(browser, world, outbox):
+def test_link_works_only_once_and_a_used_link_says_already_used(browser, world, outbox):
     request_link(browser, "beech", "pat.lee@example.org")
     url = outbox.last_link()
     assert set_password(browser, url).status_code == 302
     again = browser.get(url)
-    assert again.status_code == 410 and "This link has expired" in again.get_data(as_text=True)
+    page = again.get_data(as_text=True)
+    assert again.status_code == 410 and "<h1>This link has already been used</h1>" in page
+    assert "expired" not in page.split("<h1>", 1)[1].split("<form", 1)[0]
+    assert 'href="/t/beech/login?provider=identity" id="login-link"' in page
+
+
+def test_an_expired_link_still_says_expired(browser, world, outbox, frozen_clock):
+    request_link(browser, "beech", "pat.lee@example.org")
+    url = outbox.last_link()
+    frozen_clock.advance(timedelta(days=1))
+    page = browser.get(url)
+    assert page.status_code == 410 and "<h1>This link has expired</h1>" in page.get_data(as_text=True)
 
 
 def test_two_simultaneous_submissions_exactly_one_succeeds(app, world, monkeypatch):
@@ -193,18 +204,29 @@ def test_server_ticks_the_rules_already_met_after_a_refusal(browser, world, outb
     html = set_password(browser, outbox.last_link(), "password", confirm="password").get_data(as_text=True)
     assert re.search(r'data-rule="length" class="met', html)
     assert re.search(r'data-rule="match" class="met', html)
-    assert re.search(r'data-rule="capital" class=""', html)
+    assert re.search(r'data-rule="capital" class="unmet"', html)
 
 
-def test_requesting_a_new_link_keeps_the_older_one_working(browser, world, outbox):
+def test_only_the_newest_link_works_and_an_older_one_says_a_newer_link_was_sent(browser, world, outbox):
     request_link(browser, "beech", "pat.lee@example.org")
     first = outbox.last_link()
     request_link(browser, "beech", "pat.lee@example.org")
     second = outbox.last_link()
     assert first != second
+    older = browser.get(first)
+    assert older.status_code == 410 and "<h1>A newer link was sent</h1>" in older.get_data(as_text=True)
+    assert set_password(browser, first).status_code == 410
+    assert set_password(browser, second).status_code == 302
+
+
+def test_a_newer_link_whose_mail_failed_leaves_the_older_one_working(browser, world, outbox):
+    request_link(browser, "beech", "pat.lee@example.org")
+    first = outbox.last_link()
+    # A newer link that nobody received (its mail failed) does not replace the one in the inbox.
+    failed = links._create_link(world.beech_identity, world.beech, links.RESET, requested_by=None, ip=None)[0]
+    links._mark(failed.id, invalidated_at=clock.now())
+    db.session.commit()
     assert browser.get(first).status_code == 200
-    assert set_password(browser, first).status_code == 302
-    assert browser.get(second).status_code == 410  # the password has changed since
 
 
 def test_password_change_ends_other_sessions_links_and_tokens(app, browser, world, outbox):
@@ -305,3 +327,30 @@ def test_setting_a_new_password_lifts_the_lock_on_failed_logins(app, browser, wo
     request_link(browser, "beech", "pat.lee@example.org")
     set_password(browser, outbox.last_link())
     assert browser.login("beech", "pat.lee@example.org", NEW_PASSWORD).status_code == 302
+
+
+def test_rules_are_a_hint_above_the_field_with_neutral_marks_until_something_is_typed(browser, world, outbox):
+    request_link(browser, "beech", "pat.lee@example.org")
+    html = browser.get(outbox.last_link()).get_data(as_text=True)
+    assert html.index('id="password-rules"') < html.index('name="password"')
+    assert 'class="rules rules--neutral" id="password-rules"' in html
+    assert not re.search(r'data-rule="[a-z]+" class="(met|unmet)', html)
+    assert re.search(r'aria-describedby="password-rules-intro password-rules password-advice"[^>]*id="password"', html)
+
+
+def test_the_email_is_read_only_text_and_a_show_password_toggle_is_offered(browser, world, outbox):
+    request_link(browser, "beech", "pat.lee@example.org")
+    html = browser.get(outbox.last_link()).get_data(as_text=True)
+    assert '<p class="read-only-value" aria-labelledby="username-label" id="username-text">pat.lee@example.org</p>' in html
+    assert "readonly" not in html and "disabled" not in html
+    assert html.count('class="button button--secondary password-toggle" aria-controls="password" aria-pressed="false" hidden') == 1
+    assert 'aria-controls="confirm" aria-pressed="false"' in html
+
+
+def test_set_password_and_change_password_share_one_new_password_block(app):
+    from pathlib import Path
+
+    templates = Path(app.root_path).parent / "templates"
+    for name in ("reset/set_password.html", "account_settings/change_password.html"):
+        text = (templates / name).read_text()
+        assert '{% from "_new_password.html" import new_password %}' in text and 'id="password-rules"' not in text
