@@ -34,17 +34,21 @@ THROTTLED = "Too many unsuccessful sign-in attempts"
 
 
 class _Form(HTMLParser):
-    """The inputs of the first <form method=post> on a page."""
+    """The inputs of the first <form method=post> on a page, outside its header (whose form signs out)."""
 
     def __init__(self):
         super().__init__()
         self.fields: dict[str, str] = {}
         self.action: str | None = None
         self._inside = False
+        self._in_header = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "form" and self.action is None and (attrs.get("method") or "").lower() == "post":
+        if tag == "header":
+            self._in_header = True
+        elif tag == "form" and self.action is None and not self._in_header \
+                and (attrs.get("method") or "").lower() == "post":
             self.action, self._inside = attrs.get("action") or "", True
         elif tag == "input" and self._inside and attrs.get("name"):
             if attrs.get("type") in ("radio", "checkbox") and "checked" not in attrs:
@@ -54,6 +58,8 @@ class _Form(HTMLParser):
     def handle_endtag(self, tag):
         if tag == "form":
             self._inside = False
+        elif tag == "header":
+            self._in_header = False
 
 
 def post_form(http: requests.Session, page: requests.Response, values: dict, **kw) -> requests.Response:
