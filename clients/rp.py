@@ -219,11 +219,15 @@ def create_rp_app(kind: str, title: str, *, clients_file: Path | None = None) ->
             return redirect(url_for("home", slug=slug))
         return render_template("home.html", reg=reg, signin=signins.get(slug), shown_claims=SHOWN_CLAIMS)
 
+    #: The levels the demo can ask for (acr_values): a safeguarding lead's view needs a security key.
+    levels = {"2fa": "urn:cpoms:acr:2fa", "key": "urn:cpoms:acr:phr"}
+
     @app.route("/<slug>/login")
     def login(slug: str):
         reg = registration(slug)
+        extra = {"acr_values": levels[request.args["level"]]} if request.args.get("level") in levels else {}
         try:
-            return oauth.create_client(slug).authorize_redirect(reg.redirect_uri)
+            return oauth.create_client(slug).authorize_redirect(reg.redirect_uri, **extra)
         except requests.RequestException:
             return _idp_unreachable(reg)
 

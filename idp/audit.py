@@ -21,6 +21,14 @@ MFA_FAILED = "mfa.failed"
 MFA_ENROLLED = "mfa.enrolled"
 MFA_REMOVED = "mfa.removed"
 MFA_RESET = "mfa.reset"
+MFA_RENAMED = "mfa.renamed"
+KEY_ADDED = "security_key.added"
+KEY_REMOVED = "security_key.removed"
+KEY_RENAMED = "security_key.renamed"
+KEY_USED = "security_key.used"
+KEY_REFUSED = "security_key.refused"
+#: A key's signature counter went backwards: two authenticators may hold the same key.
+KEY_CLONE_SUSPECTED = "security_key.clone_suspected"
 RESET_REQUESTED = "reset.requested"
 RESET_USED = "reset.used"
 RESET_EXPIRED = "reset.expired"
@@ -57,6 +65,13 @@ DESCRIPTIONS = {
     MFA_ENROLLED: "Authenticator app set up",
     MFA_REMOVED: "Authenticator app removed",
     MFA_RESET: "Two-step verification reset",
+    MFA_RENAMED: "Authenticator app renamed",
+    KEY_ADDED: "Security key or passkey added",
+    KEY_REMOVED: "Security key or passkey removed",
+    KEY_RENAMED: "Security key or passkey renamed",
+    KEY_USED: "Security key or passkey used",
+    KEY_REFUSED: "Security key or passkey refused",
+    KEY_CLONE_SUSPECTED: "Security key may be copied (its counter went backwards)",
     RESET_REQUESTED: "Password link sent",
     RESET_USED: "Password link used",
     RESET_EXPIRED: "Dead password link opened",
@@ -89,8 +104,8 @@ OUTCOMES = {"success": "Succeeded", "refused": "Refused", "failed": "Failed", "f
 DETAIL_LABELS = {"amr": "Methods", "provider": "Account type", "to_provider": "New account type",
                  "from_provider": "Old account type", "purpose": "Link", "reason": "Reason",
                  "client_id": "Application", "email": "Email address", "tokens_revoked": "Tokens revoked",
-                 "via": "How", "device": "Authenticator app", "devices": "Authenticator apps",
-                 "changes": "Changes", "changed": "Changed", "hidden": "Unknown addresses hidden",
+                 "via": "How", "device": "Authenticator app", "devices": "Authenticator apps", "key": "Security key", "keys": "Security keys", "passkey": "Passkey",
+                 "changes": "Changes", "changed": "Changed", "was": "Old name", "hidden": "Unknown addresses hidden",
                  "by_admin": "Sent by an administrator", "link_id": "Link number", "role": "Role",
                  "attempts": "Attempts", "sent": "Sent", "failed": "Could not be sent",
                  "skipped_recent": "Skipped (sent a link in the last 10 minutes)", "left": "Left for another press",
@@ -98,7 +113,7 @@ DETAIL_LABELS = {"amr": "Methods", "provider": "Account type", "to_provider": "N
 
 #: Values that are codes, in words (sign-in methods, link purposes, provider keys...).
 VALUE_WORDS = {"pwd": "password", "otp": "authenticator app code", "mfa": "two-step verification",
-               "hwk": "security key", "reset": "password reset", "invite": "first-time password",
+               "hwk": "security key", "swk": "passkey", "user": "fingerprint, face or PIN", "pin": "PIN", "reset": "password reset", "invite": "first-time password",
                "join": "accept the school", "identity": "CPOMS Identity", "sso": "CPOMS SSO",
                "reset_link": "password link", "account_settings": "Account settings", "admin": "Administrator",
                "staff": "Staff"}

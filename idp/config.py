@@ -92,6 +92,9 @@ class Settings:
     #: IDP_MFA_KEY: key that encrypts TOTP secrets at rest (Fernet, urlsafe base64 32 bytes);
     #: derived from the secret key when unset.
     mfa_key: str = ""
+    #: IDP_OPERATORS_REQUIRE_SECURITY_KEY: platform operators must sign in with a security key or
+    #: passkey (the phishing-resistant level), not an app code.
+    operators_require_security_key: bool = False
     #: IDP_PASSWORD_MIN_LENGTH
     password_min_length: int = 8
     #: IDP_ARGON2_TIME_COST / IDP_ARGON2_MEMORY_KIB / IDP_ARGON2_PARALLELISM: argon2id cost.
@@ -146,6 +149,7 @@ class Settings:
             timezone=_env("IDP_TIMEZONE", "Europe/London"),
             trusted_proxies=_env_int("IDP_TRUSTED_PROXIES", 0),
             mfa_key=_env("IDP_MFA_KEY", ""),
+            operators_require_security_key=_env_bool("IDP_OPERATORS_REQUIRE_SECURITY_KEY", False),
             password_min_length=_env_int("IDP_PASSWORD_MIN_LENGTH", 8),
             argon2_time_cost=_env_int("IDP_ARGON2_TIME_COST", 2),
             argon2_memory_kib=_env_int("IDP_ARGON2_MEMORY_KIB", 19456),

@@ -45,6 +45,7 @@ def create_tenant(
     product: str = "cpoms",
     timezone: str | None = None,
     require_2fa: str = "off",
+    admins_phishing_resistant: bool = False,
     hide_unknown_email: bool = False,
     session_max_age: int = DEFAULT_SESSION_MAX_AGE,
     session_idle_timeout: int = DEFAULT_SESSION_IDLE_TIMEOUT,
@@ -62,6 +63,7 @@ def create_tenant(
         product=product,
         timezone=timezone,
         require_2fa=require_2fa,
+        admins_phishing_resistant=bool(admins_phishing_resistant),
         hide_unknown_email=hide_unknown_email,
         session_max_age=session_max_age,
         session_idle_timeout=session_idle_timeout,
@@ -98,8 +100,8 @@ def update_tenant(tenant: Tenant, **changes) -> Tenant:
     if "timezone" in changes:
         validate_timezone(changes["timezone"])
     _validate_lifetimes(changes.get("session_max_age"), changes.get("session_idle_timeout"))
-    for key in ("name", "product", "timezone", "require_2fa", "hide_unknown_email", "session_max_age",
-                "session_idle_timeout"):
+    for key in ("name", "product", "timezone", "require_2fa", "admins_phishing_resistant", "hide_unknown_email",
+                "session_max_age", "session_idle_timeout"):
         if key in changes and changes[key] is not None:
             setattr(tenant, key, changes[key])
     db.session.flush()

@@ -1,10 +1,10 @@
 """Forms of Account settings > Security keys and of the second sign-in step."""
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
+from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from ..models import MfaDevice
+from ..models import MfaDevice, SecurityKey
 from ..reset.forms import NEW_PASSWORD_INPUT
 from ..models.base import column_length
 
@@ -52,3 +52,27 @@ class ChangePasswordForm(FlaskForm):
         render_kw=NEW_PASSWORD_INPUT)
     confirm = PasswordField("Confirm new password", validators=[DataRequired("Enter the new password again")],
                             render_kw=NEW_PASSWORD_INPUT)
+
+
+class SecurityKeyForm(FlaskForm):
+    """A security key's answer (JSON, filled in by webauthn.js) in the second step."""
+
+    credential = HiddenField(validators=[DataRequired("Use your security key"), Length(max=64_000)])
+
+
+class NewSecurityKeyForm(FlaskForm):
+    """Register a security key or passkey: its name, and the browser's answer (webauthn.js)."""
+
+    name = StringField(
+        "Call this security key or passkey",
+        validators=[DataRequired("Enter a name, for example Blue USB key"),
+                    Length(max=column_length(SecurityKey.name))],
+        render_kw={"autocomplete": "off"},
+    )
+    credential = HiddenField(validators=[DataRequired("Use your security key when your browser asks"),
+                                         Length(max=64_000)])
+
+
+class RenameForm(FlaskForm):
+    name = StringField("New name", validators=[DataRequired("Enter a name, for example My phone or Blue USB key"),
+                                               Length(max=100)], render_kw={"autocomplete": "off"})

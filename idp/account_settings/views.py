@@ -11,13 +11,22 @@ import functools
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from .. import audit
-from ..accounts import credentials, directory, mfa, passwords
+from ..accounts import credentials, directory, mfa, passwords, security_keys
 from ..accounts import sessions as account_sessions
 from ..auth import session
-from ..errors import NotAllowed, PolicyViolation, RateLimited
+from ..errors import InvalidInput, NotAllowed, PolicyViolation, RateLimited
 from ..tenants import find_tenant
 from ..web import client_ip, safe_next
-from .forms import ActionForm, ChangePasswordForm, DeviceNameForm, EnrolmentCodeForm, SecondFactorForm
+from .forms import (
+    ActionForm,
+    ChangePasswordForm,
+    DeviceNameForm,
+    EnrolmentCodeForm,
+    NewSecurityKeyForm,
+    RenameForm,
+    SecondFactorForm,
+    SecurityKeyForm,
+)
 
 bp = Blueprint("account_settings", __name__)
 
@@ -33,10 +42,13 @@ class _Page:
         self.membership = directory.active_membership(self.account, tenant) if tenant is not None else None
         self.tenant = tenant if self.membership is not None else None
         self.next_url = safe_next(request.args.get("next"))
+        #: Sent here to register a security key (the phishing-resistant level is required).
+        self.key_required = bool(request.args.get("key"))
 
     @property
     def params(self) -> dict:
-        return {"tenant": self.tenant.slug if self.tenant else None, "next": self.next_url}
+        return {"tenant": self.tenant.slug if self.tenant else None, "next": self.next_url,
+                "key": 1 if self.key_required else None}
 
     @property
     def continue_url(self) -> str | None:
@@ -71,13 +83,16 @@ def security(page: _Page):
     return _security_page(page, DeviceNameForm())
 
 
-def _security_page(page: _Page, form, status: int = 200):
+def _security_page(page: _Page, form, status: int = 200, key_form=None):
     devices = mfa.confirmed_devices(page.account)
-    must_enrol = not devices and (page.account.is_operator or (
+    keys = security_keys.keys_of(page.account)
+    must_enrol = not devices and not keys and (page.account.is_operator or (
         page.tenant is not None and mfa.policy_covers(page.tenant, page.membership)))
     return page.render(
-        "account_settings/security.html", status, form=form, devices=devices, must_enrol=must_enrol,
-        recovery_left=mfa.remaining_recovery_codes(page.account) if devices else 0,
+        "account_settings/security.html", status, form=form, key_form=key_form or NewSecurityKeyForm(formdata=None, prefix="key"),
+        devices=devices, keys=keys, must_enrol=must_enrol, last_used=mfa.last_used_at,
+        must_add_key=page.key_required and not keys,
+        recovery_left=mfa.remaining_recovery_codes(page.account) if devices or keys else 0,
         required_by=mfa.tenants_requiring(page.account),
     )
 
@@ -155,14 +170,115 @@ def remove_device(page: _Page, device_id: int):
     )
 
 
+@bp.route("/account/security/keys/options", methods=["POST"])
+@signed_in_page
+def key_options(page: _Page):
+    """navigator.credentials.create()'s options (JSON; the CSRF header checked). `?passkey=1`
+    asks for a passkey (discoverable, with user verification)."""
+    if page.step_up_first() is not None:
+        return {"error": "Confirm it is you with your second factor first, then add the key."}, 409
+    return security_keys.registration_options(page.account, binding=session.webauthn_binding(),
+                                              passkey=request.args.get("passkey") == "1")
+
+
+@bp.route("/account/security/keys", methods=["POST"])
+@signed_in_page
+def add_key(page: _Page):
+    step_up = page.step_up_first()
+    if step_up is not None:
+        return step_up
+    form = NewSecurityKeyForm(prefix="key")
+    if not form.validate_on_submit():
+        return _security_page(page, DeviceNameForm(formdata=None), 400, key_form=form)
+    try:
+        key, codes = security_keys.register(page.account, form.name.data, form.credential.data,
+                                            binding=session.webauthn_binding(), tenant=page.tenant, ip=client_ip())
+    except (NotAllowed, InvalidInput, mfa.InvalidCode, security_keys.KeyRefused) as refused:
+        form.name.errors.append(refused.message)
+        return _security_page(page, DeviceNameForm(formdata=None), 400, key_form=form)
+    # Registering a key does not raise this sign-in's level: the key is used once to reach it,
+    # so a sign-in relayed by a phishing site cannot add the thief's key and pass as phishing-resistant.
+    if codes:
+        return page.render("account_settings/recovery_codes.html", codes=codes, first=True)
+    flash(f"{'Passkey' if key.passkey else 'Security key'} ‘{key.name}’ added.")
+    return redirect(url_for("account_settings.security", **page.params))
+
+
+@bp.route("/account/security/keys/<int:key_id>/rename", methods=["GET", "POST"])
+@signed_in_page
+def rename_key(page: _Page, key_id: int):
+    key = security_keys.get_key(page.account, key_id)
+    return _rename(page, key, lambda name: security_keys.rename_key(page.account, key, name, tenant=page.tenant,
+                                                                      ip=client_ip()))
+
+
+@bp.route("/account/security/devices/<int:device_id>/rename", methods=["GET", "POST"])
+@signed_in_page
+def rename_device(page: _Page, device_id: int):
+    device = mfa.get_device(page.account, device_id)
+    return _rename(page, device, lambda name: mfa.rename_device(page.account, device, name, tenant=page.tenant,
+                                                                  ip=client_ip()))
+
+
+def _rename(page: _Page, factor, rename):
+    form = RenameForm(data={"name": factor.name} if request.method == "GET" else None)
+    status = 200
+    if form.validate_on_submit():
+        try:
+            rename(form.name.data)
+        except (InvalidInput, mfa.InvalidCode, NotAllowed) as refused:
+            form.name.errors.append(refused.message)
+            status = 400
+        else:
+            flash(f"Renamed to ‘{factor.name}’.")
+            return redirect(url_for("account_settings.security", **page.params))
+    elif form.errors:
+        status = 400
+    return page.render("account_settings/rename.html", status, form=form, factor=factor)
+
+
+@bp.route("/account/security/keys/<int:key_id>/remove", methods=["GET", "POST"])
+@signed_in_page
+def remove_key(page: _Page, key_id: int):
+    key = security_keys.get_key(page.account, key_id)
+    step_up = page.step_up_first()
+    if step_up is not None:
+        return step_up
+    refused = mfa.removal_refusal(page.account, key)
+    form = ActionForm()
+    if refused is None and form.validate_on_submit():
+        try:
+            security_keys.remove_key(page.account, key, tenant=page.tenant, ip=client_ip())
+        except NotAllowed as not_allowed:
+            refused = not_allowed.message
+        else:
+            flash(f"{'Passkey' if key.passkey else 'Security key'} ‘{key.name}’ removed.")
+            return redirect(url_for("account_settings.security", **page.params))
+    return page.render("account_settings/remove_key.html", 409 if refused else 200, form=form, key=key,
+                       refused=refused)
+
+
 @bp.route("/account/security/recovery-codes", methods=["GET", "POST"])
 @signed_in_page
 def recovery_codes(page: _Page):
+    """New recovery codes, after a current code from the authenticator app, a recovery code, or
+    (for a person with keys) a security key or passkey."""
     if not page.account.mfa_enrolled:
         return redirect(url_for("account_settings.security", **page.params))
-    form = SecondFactorForm()
-    status = 200
-    if form.validate_on_submit():
+    form, key_form = SecondFactorForm(), SecurityKeyForm(prefix="key")
+    status, key_error = 200, None
+    if request.method == "POST" and "key-credential" in request.form:
+        try:
+            if not key_form.validate_on_submit():
+                raise security_keys.KeyRefused(security_keys.NOT_A_RESPONSE_MESSAGE)
+            codes = security_keys.regenerate_recovery_codes(
+                page.account, key_form.credential.data, binding=session.webauthn_binding(),
+                tenant=page.tenant, ip=client_ip())
+        except security_keys.KeyRefused as refused:
+            key_error, status = refused.message, refused.status_code
+        else:
+            return page.render("account_settings/recovery_codes.html", codes=codes, first=False)
+    elif form.validate_on_submit():
         try:
             codes = mfa.regenerate_recovery_codes(page.account, form.code.data, tenant=page.tenant, ip=client_ip())
         except (mfa.InvalidCode, RateLimited) as wrong:
@@ -172,8 +288,18 @@ def recovery_codes(page: _Page):
             return page.render("account_settings/recovery_codes.html", codes=codes, first=False)
     elif form.errors:
         status = 400
-    return page.render("account_settings/regenerate.html", status, form=form,
+    return page.render("account_settings/regenerate.html", status, form=form, key_form=key_form, key_error=key_error,
+                       has_key=page.account.has_security_key, has_app=bool(mfa.confirmed_devices(page.account)),
                        recovery_left=mfa.remaining_recovery_codes(page.account))
+
+
+@bp.route("/account/security/recovery-codes/key-options", methods=["POST"])
+@signed_in_page
+def recovery_key_options(page: _Page):
+    """navigator.credentials.get()'s options for confirming new recovery codes with a key (JSON)."""
+    if not page.account.has_security_key:
+        return {"error": "You have no security key or passkey to use here."}, 409
+    return security_keys.second_factor_options(page.account, binding=session.webauthn_binding())
 
 
 # --------------------------------------------------------------------------- where you're signed in

@@ -91,7 +91,8 @@ def find_account(tenant: Tenant | None, provider: str, email: str) -> Account | 
     if provider == "sso" and tenant is not None:
         query = query.join(Membership, Membership.account_id == Account.id).where(Membership.tenant_id == tenant.id)
     # Memberships come in the same statement: the login checks the usable membership next.
-    query = query.options(joinedload(Account.memberships), undefer(Account.mfa_enrolled))
+    query = query.options(joinedload(Account.memberships), undefer(Account.mfa_enrolled),
+                          undefer(Account.has_security_key))
     return db.session.scalars(query).unique().first()
 
 

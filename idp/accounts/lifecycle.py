@@ -22,7 +22,7 @@ from .. import audit, clock, mail
 from ..errors import Conflict, DeliveryFailed, InvalidInput, NotAllowed
 from ..extensions import db
 from ..mail import messages
-from ..models import Account, Membership, MfaDevice, RecoveryCode, Tenant
+from ..models import Account, Membership, MfaDevice, RecoveryCode, SecurityKey, Tenant
 from ..oidc import tokens
 from . import directory, providers, sessions
 
@@ -134,13 +134,15 @@ def end_sign_ins(account: Account, *, tenant: Tenant | None = None, reason: str,
 
 
 def remove_second_factors(account: Account) -> int:
-    """Every authenticator and recovery code of the account goes (a reset by an administrator or a
-    change of email address). Returns how many authenticators there were."""
+    """Every authenticator app, security key, passkey and recovery code of the account goes (a reset
+    by an administrator or a change of email address). Returns how many second factors there were."""
     from ..ratelimits import MFA_PER_ACCOUNT
     from .mfa import RECOVERY_PER_ACCOUNT
 
     count = db.session.scalar(select(func.count(MfaDevice.id)).where(MfaDevice.account_id == account.id)) or 0
+    count += db.session.scalar(select(func.count(SecurityKey.id)).where(SecurityKey.account_id == account.id)) or 0
     db.session.execute(delete(MfaDevice).where(MfaDevice.account_id == account.id))
+    db.session.execute(delete(SecurityKey).where(SecurityKey.account_id == account.id))
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
     MFA_PER_ACCOUNT.clear(str(account.id))
     RECOVERY_PER_ACCOUNT.clear(str(account.id))

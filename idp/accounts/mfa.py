@@ -1,4 +1,6 @@
-"""Second factors: TOTP authenticator devices, recovery codes and the tenants' 2FA policy.
+"""Second factors: TOTP authenticator devices, recovery codes, the tenants' 2FA policy and the
+levels (acr) a sign-in reaches. Security keys (WebAuthn) are idp.accounts.security_keys; what
+both kinds add up to (enrolled, the last one kept, the levels) is decided here.
 
 `sign_in_requirement` is the one question the sign-in and OIDC code ask. One
 enrolment belongs to the account, so an SSO account's key serves every tenant.
@@ -28,18 +30,25 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from .. import audit, clock
 from ..errors import DomainError, NotAllowed, NotFound, RateLimited
 from ..extensions import db
-from ..models import Account, BrowserSession, Membership, MfaDevice, RecoveryCode, Tenant
+from ..models import Account, BrowserSession, Membership, MfaDevice, RecoveryCode, SecurityKey, Tenant
 from ..models.base import check_length, hash_secret
 from ..ratelimits import MFA_PER_ACCOUNT, Throttle
 from ..transactions import commit_now
 
-#: acr values advertised in discovery; a client asks for 2FA with acr_values=ACR_2FA.
+#: acr values advertised in discovery; a client asks for 2FA with acr_values=ACR_2FA, and for a
+#: security key or passkey (WebAuthn: the origin is bound into the signature, so a look-alike site
+#: cannot relay it) with acr_values=ACR_PHISHING_RESISTANT.
 ACR_PASSWORD = "urn:cpoms:acr:password"
 ACR_2FA = "urn:cpoms:acr:2fa"
-ACR_VALUES_SUPPORTED = [ACR_PASSWORD, ACR_2FA]
+ACR_PHISHING_RESISTANT = "urn:cpoms:acr:phr"
+ACR_VALUES_SUPPORTED = [ACR_PASSWORD, ACR_2FA, ACR_PHISHING_RESISTANT]
+#: Weakest first: a request for a level is met by it or any later one.
+_LEVELS = [ACR_PASSWORD, ACR_2FA, ACR_PHISHING_RESISTANT]
 
-#: What a completed second step adds to the sign-in (RFC 8176).
+#: What a completed second step with an app code (or a recovery code) adds to the sign-in (RFC 8176).
 SECOND_FACTOR_AMR = ["otp", "mfa"]
+#: RFC 8176 methods of a WebAuthn key: hardware-bound, or a synced passkey (software-held).
+KEY_AMR = ("hwk", "swk")
 
 ISSUER_NAME = "CPOMS"
 TOTP_STEP = 30
@@ -68,6 +77,14 @@ RECOVERY_LOCKED_MESSAGE = (
     "Too many incorrect codes. Please wait {wait} and try again, or ask your school's CPOMS Administrator "
     "to reset your two-step verification."
 )
+LAST_KEY_REQUIRED_MESSAGE = (
+    "You cannot remove your only security key or passkey because {tenant} requires one for your account. "
+    "Add another security key or passkey first."
+)
+OPERATOR_LAST_KEY_MESSAGE = (
+    "You cannot remove your only security key or passkey because CPOMS platform operators must use one. "
+    "Add another security key or passkey first."
+)
 LAST_DEVICE_REQUIRED_MESSAGE = (
     "You cannot remove your only authenticator app because {tenant} requires two-step verification. "
     "Add another authenticator app first."
@@ -88,16 +105,31 @@ class InvalidCode(DomainError):
 
 
 def policy_covers(tenant: Tenant, membership: Membership | None) -> bool:
-    """Whether `tenant`'s require_2fa policy applies to this member."""
+    """Whether `tenant`'s policy requires this member to use a second factor."""
     if membership is None or not membership.is_usable:
         return False
+    if key_policy_covers(tenant, membership):
+        return True
     policy = tenant.require_2fa or "off"
     return policy == "everyone" or (policy == "admins" and membership.role == "admin")
 
 
+def key_policy_covers(tenant: Tenant, membership: Membership | None) -> bool:
+    """Whether `tenant` requires this member to sign in at the phishing-resistant level."""
+    return (membership is not None and membership.is_usable and bool(tenant.admins_phishing_resistant)
+            and membership.role == "admin")
+
+
+def operators_need_a_key() -> bool:
+    return bool(current_app.config["SETTINGS"].operators_require_security_key)
+
+
 def operator_requirement(account: Account, amr) -> str | None:
     """What a platform operator must do before the platform pages: "enrol" a second factor first,
-    "verify" one in this sign-in, or None. Operators see every school, so a password never suffices."""
+    "verify" one in this sign-in (with a key: "enrol_key", "verify_key" where operators must use
+    one), or None. Operators see every school, so a password never suffices."""
+    if operators_need_a_key():
+        return None if is_phishing_resistant(amr) else ("verify_key" if has_security_key(account) else "enrol_key")
     if not is_enrolled(account):
         return "enrol"
     if not is_second_factor(amr):
@@ -115,6 +147,18 @@ def must_keep_a_second_factor(account: Account) -> str | None:
     return None
 
 
+def must_keep_a_key(account: Account) -> str | None:
+    """Why the account may not be left without a security key or passkey (None when it may)."""
+    if account.retired:
+        return None
+    if account.is_operator and operators_need_a_key():
+        return OPERATOR_LAST_KEY_MESSAGE
+    for m in account.memberships:
+        if key_policy_covers(m.tenant, m):
+            return LAST_KEY_REQUIRED_MESSAGE.format(tenant=m.tenant.name)
+    return None
+
+
 def tenants_requiring(account: Account) -> list[Tenant]:
     """The tenants whose policy requires `account` to keep a second factor."""
     if account.retired:
@@ -123,40 +167,75 @@ def tenants_requiring(account: Account) -> list[Tenant]:
 
 
 def is_second_factor(amr) -> bool:
-    """Whether a sign-in of these methods (RFC 8176) included a second factor."""
-    return "otp" in (amr or ())
+    """Whether a sign-in of these methods (RFC 8176) included a second factor: an app or recovery
+    code ("otp"), or a security key or passkey ("hwk"/"swk")."""
+    return any(method in ("otp", *KEY_AMR) for method in (amr or ()))
 
 
-def sign_in_requirement(account, membership, amr, acr_2fa_requested: bool = False) -> str | None:
-    """What must happen before `account` may use `membership`'s tenant with a sign-in of `amr`:
-    None (nothing), "verify" (enter a code from an enrolled device) or "enrol" (set up a device first)."""
+def is_phishing_resistant(amr) -> bool:
+    """Whether the sign-in used a WebAuthn key (its signature covers the origin)."""
+    return any(method in KEY_AMR for method in (amr or ()))
+
+
+def requested_level(acr_values: str | None) -> str | None:
+    """The strongest of our levels a relying party's `acr_values` names (OIDC Core 3.1.2.1), or None."""
+    named = set((acr_values or "").split())
+    return next((level for level in reversed(_LEVELS) if level in named), None)
+
+
+def _needs(requested) -> str | None:
+    # True: the older callers' "acr_values asked for 2FA".
+    return ACR_2FA if requested is True else (requested or None)
+
+
+def sign_in_requirement(account, membership, amr, requested_acr=None) -> str | None:
+    """What must happen before `account` may use `membership`'s tenant with a sign-in of `amr`
+    (`requested_acr`: the level a relying party asked for, see requested_level): None (nothing),
+    "verify" (a second factor), "enrol" (set one up first), "verify_key" (a security key or
+    passkey, for the phishing-resistant level) or "enrol_key" (register one first)."""
+    requested = _needs(requested_acr)
+    tenant = membership.tenant if membership is not None else None
+    if requested == ACR_PHISHING_RESISTANT or (tenant is not None and key_policy_covers(tenant, membership)):
+        if is_phishing_resistant(amr):
+            return None
+        # Loaded with the account (no extra query).
+        return "verify_key" if account.has_security_key else "enrol_key"
     if is_second_factor(amr):
         return None
-    # Loaded with the account (no extra query); the write paths below ask is_enrolled() afresh.
     if account.mfa_enrolled:
         # An enrolled account always signs in with its key, wherever it signs in.
         return "verify"
-    tenant = membership.tenant if membership is not None else None
-    if acr_2fa_requested or (tenant is not None and policy_covers(tenant, membership)):
+    if requested == ACR_2FA or (tenant is not None and policy_covers(tenant, membership)):
         return "enrol"
     return None
 
 
-def nothing_more_needed_criteria(acr_2fa_requested: bool = False) -> list:
+def nothing_more_needed_criteria(requested_acr=None) -> list:
     """sign_in_requirement's None, as SQL criteria over a BrowserSession, its Account, that
     account's Membership and that membership's Tenant, for a statement that must decide without
     loading any of them first (authorize's one statement; the policy is read from the row, never
-    from a cache): true exactly for the sign-ins that need no second factor first."""
-    if acr_2fa_requested:
-        return [BrowserSession.second_factor.is_(True)]
+    from a cache): true exactly for the sign-ins that need nothing more first."""
+    requested = _needs(requested_acr)
+    # The session's acr is the level its amr reached (acr_for), kept in its row.
+    phishing_resistant = BrowserSession.acr == ACR_PHISHING_RESISTANT
+    if requested == ACR_PHISHING_RESISTANT:
+        return [phishing_resistant]
+    key_policy = and_(Tenant.admins_phishing_resistant.is_(True), Membership.role == "admin")
+    if requested == ACR_2FA:
+        return [or_(phishing_resistant, and_(~key_policy, BrowserSession.second_factor.is_(True)))]
     policy = func.coalesce(Tenant.require_2fa, "off")
     return [or_(
-        BrowserSession.second_factor.is_(True),
-        and_(~Account.mfa_enrolled, or_(policy == "off", and_(policy == "admins", Membership.role != "admin"))),
+        phishing_resistant,
+        and_(~key_policy, or_(
+            BrowserSession.second_factor.is_(True),
+            and_(~Account.mfa_enrolled, or_(policy == "off", and_(policy == "admins", Membership.role != "admin"))),
+        )),
     )]
 
 
 def acr_for(amr) -> str:
+    if is_phishing_resistant(amr):
+        return ACR_PHISHING_RESISTANT
     return ACR_2FA if is_second_factor(amr) else ACR_PASSWORD
 
 
@@ -203,10 +282,39 @@ def confirmed_devices(account: Account) -> list[MfaDevice]:
 
 
 def is_enrolled(account: Account) -> bool:
-    """Asked afresh, for the write paths; readers use the loaded `account.mfa_enrolled`."""
-    return db.session.scalar(
-        select(exists().where(MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_not(None)))
-    )
+    """Whether the account has a second factor (an app or a key). Asked afresh, for the write
+    paths; readers use the loaded `account.mfa_enrolled`."""
+    return second_factor_count(account) > 0
+
+
+def has_security_key(account: Account) -> bool:
+    """Asked afresh; readers use the loaded `account.has_security_key`."""
+    return db.session.scalar(select(exists().where(SecurityKey.account_id == account.id)))
+
+
+def second_factor_count(account: Account) -> int:
+    """How many second factors the account has: confirmed apps and security keys together."""
+    apps = select(func.count(MfaDevice.id)).where(
+        MfaDevice.account_id == account.id, MfaDevice.confirmed_at.is_not(None)).scalar_subquery()
+    keys = select(func.count(SecurityKey.id)).where(SecurityKey.account_id == account.id).scalar_subquery()
+    return db.session.scalar(select(apps + keys)) or 0
+
+
+def last_used_at(device: MfaDevice):
+    """When the app's code was last accepted (the start of its time step), or None."""
+    if device.last_used_step is None or device.confirmed_at is None:
+        return None
+    from datetime import datetime, timezone
+
+    used = datetime.fromtimestamp(device.last_used_step * TOTP_STEP, timezone.utc)
+    # The code that confirmed the device is its first step, not a use.
+    return used if used > device.confirmed_at + _one_step() else None
+
+
+def _one_step():
+    from datetime import timedelta
+
+    return timedelta(seconds=TOTP_STEP)
 
 
 def remaining_recovery_codes(account: Account) -> int:
@@ -283,19 +391,49 @@ def confirm_enrolment(
     # The code that confirmed the device must not also sign someone in.
     device.last_used_step = step
     audit.record(audit.MFA_ENROLLED, tenant=tenant, actor=account, subject=account, ip=ip, device=device.name)
-    codes = _replace_recovery_codes(account) if first or remaining_recovery_codes(account) == 0 else None
+    codes = replace_recovery_codes(account) if first or remaining_recovery_codes(account) == 0 else None
     db.session.flush()
     return codes
 
 
-def removal_refusal(account: Account, device: MfaDevice) -> str | None:
-    """Why `device` may not be removed (None when it may): the last key stays while a tenant of
-    the account requires 2FA for it."""
-    if device.confirmed_at is None:
+def removal_refusal(account: Account, factor: MfaDevice | SecurityKey) -> str | None:
+    """Why `factor` (an app or a security key) may not be removed (None when it may): the last
+    second factor stays while a tenant of the account (or the operators' rule) requires 2FA, and
+    the last security key while one requires the phishing-resistant level."""
+    if isinstance(factor, MfaDevice) and factor.confirmed_at is None:
         return None
-    if len(confirmed_devices(account)) <= 1:
-        return must_keep_a_second_factor(account)
+    if second_factor_count(account) <= 1:
+        refusal = must_keep_a_second_factor(account)
+        if refusal:
+            return refusal
+    if isinstance(factor, SecurityKey):
+        keys = db.session.scalar(select(func.count(SecurityKey.id)).where(SecurityKey.account_id == account.id))
+        if keys <= 1:
+            return must_keep_a_key(account)
     return None
+
+
+def forget_recovery_codes_if_unenrolled(account: Account) -> None:
+    """No second factor left: 2FA is off for the account, and so are its recovery codes."""
+    if second_factor_count(account) == 0:
+        db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+
+
+def rename_device(account: Account, device: MfaDevice, name: str, *, tenant: Tenant | None, ip: str | None) -> None:
+    if device.account_id != account.id or device.confirmed_at is None:
+        raise NotFound("That authenticator app does not exist.")
+    name = _checked_name(name, MfaDevice)
+    old, device.name = device.name, name
+    audit.record(audit.MFA_RENAMED, tenant=tenant, actor=account, subject=account, ip=ip, device=name, was=old)
+    db.session.flush()
+
+
+def _checked_name(name: str, model) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise InvalidCode("Enter a name, for example My phone or Blue USB key")
+    check_length(name, model.name, field="name", label="The name")
+    return name
 
 
 def remove_device(
@@ -312,24 +450,23 @@ def remove_device(
     refusal = removal_refusal(account, device)
     if refusal:
         raise NotAllowed(refusal)
-    devices = confirmed_devices(account)
     check_code(account, code, tenant=tenant, ip=ip, purpose="remove device")
     db.session.execute(delete(MfaDevice).where(MfaDevice.id == device.id, MfaDevice.account_id == account.id))
-    if len(devices) <= 1:
-        # No key left: 2FA is off for the account, and so are its recovery codes.
-        db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+    forget_recovery_codes_if_unenrolled(account)
     audit.record(audit.MFA_REMOVED, tenant=tenant, actor=account, subject=account, ip=ip, device=device.name)
     db.session.flush()
+
+
+#: The audit log's purpose for a second factor checked before new recovery codes.
+REGENERATE_PURPOSE = "regenerate recovery codes"
 
 
 def regenerate_recovery_codes(account: Account, code: str, *, tenant: Tenant | None, ip: str | None) -> list[str]:
     """New recovery codes (the old ones stop working) after a current code."""
     if not is_enrolled(account):
         raise NotAllowed("Set up an authenticator app before creating recovery codes.")
-    check_code(account, code, tenant=tenant, ip=ip, purpose="regenerate recovery codes")
-    codes = _replace_recovery_codes(account)
-    db.session.flush()
-    return codes
+    check_code(account, code, tenant=tenant, ip=ip, purpose=REGENERATE_PURPOSE)
+    return replace_recovery_codes(account)
 
 
 # --- the second step -------------------------------------------------------------------------------------
@@ -438,12 +575,15 @@ def _use_recovery_code(account: Account, code: str) -> bool:
     return used == 1
 
 
-def _replace_recovery_codes(account: Account) -> list[str]:
+def replace_recovery_codes(account: Account) -> list[str]:
+    """A fresh set of recovery codes (the old ones stop working), shown once: the caller has
+    checked the person (a second factor just used, or a first enrolment)."""
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
     codes = ["".join(secrets.choice(alphabet) for _ in range(RECOVERY_CODE_LENGTH)) for _ in range(RECOVERY_CODE_COUNT)]
     for code in codes:
         db.session.add(RecoveryCode(account_id=account.id, code_hash=hash_secret(code)))
+    db.session.flush()
     half = RECOVERY_CODE_LENGTH // 2
     return [f"{code[:half]}-{code[half:]}" for code in codes]
 

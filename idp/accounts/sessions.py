@@ -151,7 +151,8 @@ def _by_reference(token: str | None):
         select(BrowserSession)
         .where(BrowserSession.token_hash == hash_secret(token), BrowserSession.expires_at > clock.now())
         .options(joinedload(BrowserSession.account).joinedload(Account.memberships),
-                 joinedload(BrowserSession.account).undefer(Account.mfa_enrolled))
+                 joinedload(BrowserSession.account).undefer(Account.mfa_enrolled)
+                 .undefer(Account.has_security_key))
     )
 
 

@@ -134,6 +134,7 @@ class TenantForm(FlaskForm):
                                       SelectChoice("admins", "Required for administrators"),
                                       SelectChoice("everyone", "Required for everyone")],
                              default="off", validators=[DataRequired("Choose a two-step verification policy")])
+    admins_phishing_resistant = BooleanField("Administrators must sign in with a security key or passkey")
     hide_unknown_email = BooleanField("Do not reveal whether an email address has an account")
     session_max_age = IntegerField("Sign-ins last at most (minutes)", default=DEFAULT_SESSION_MAX_AGE // 60,
                                    validators=[DataRequired("Enter how long sign-ins may last, in minutes")])

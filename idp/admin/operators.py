@@ -12,8 +12,8 @@ from ..errors import NotAllowed, NotFound
 from ..extensions import db
 from ..models import Account, Client, Membership, Tenant, normalise_email
 
-TENANT_FIELDS = ("name", "product", "timezone", "require_2fa", "hide_unknown_email", "session_max_age",
-                 "session_idle_timeout")
+TENANT_FIELDS = ("name", "product", "timezone", "require_2fa", "admins_phishing_resistant", "hide_unknown_email",
+                 "session_max_age", "session_idle_timeout")
 
 
 def require_operator(account: Account | None) -> Account:

@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased, lazyload
 
 from .. import audit, clock
-from ..accounts import directory, lifecycle, mfa, providers
+from ..accounts import directory, lifecycle, mfa, providers, security_keys
 from ..errors import DeliveryFailed, InvalidInput, NotAllowed, NotFound, RateLimited
 from ..extensions import db
 from ..models import Account, AuditEvent, Membership, ResetLink, Tenant, normalise_email
@@ -228,16 +228,23 @@ def assign_provider(tenant: Tenant, member_id, provider: str, *, actor: Account 
 
 @dataclass
 class SecondFactorStatus:
+    """Which kinds of second factor a member has, and how many (never what they are)."""
+
     devices: int
     recovery_codes_left: int
+    security_keys: int = 0
+    passkeys: int = 0
 
     @property
     def enrolled(self) -> bool:
-        return self.devices > 0
+        return self.devices + self.security_keys + self.passkeys > 0
 
 
 def second_factor_status(account: Account) -> SecondFactorStatus:
-    return SecondFactorStatus(len(mfa.confirmed_devices(account)), mfa.remaining_recovery_codes(account) or 0)
+    keys = security_keys.keys_of(account)
+    passkeys = sum(1 for key in keys if key.passkey)
+    return SecondFactorStatus(len(mfa.confirmed_devices(account)), mfa.remaining_recovery_codes(account) or 0,
+                              security_keys=len(keys) - passkeys, passkeys=passkeys)
 
 
 def reset_second_factor(tenant: Tenant, member_id, *, actor: Account | None, ip: str | None = None) -> Member:

@@ -22,3 +22,11 @@ class LoginForm(FlaskForm):
     )
     provider = HiddenField(validators=[AnyOf(providers.KEYS, message="Choose an authentication provider")])
     next = HiddenField()
+
+
+class PasskeyForm(FlaskForm):
+    """"Sign in with a passkey": the browser's answer (JSON), filled in by webauthn.js."""
+
+    credential = HiddenField(validators=[DataRequired("Use your passkey"), Length(max=64_000)])
+    provider = HiddenField(validators=[AnyOf(providers.KEYS, message="Choose an authentication provider")])
+    next = HiddenField()

@@ -17,11 +17,13 @@ from .. import clock
 from ..accounts import directory, mfa, sessions
 from ..extensions import login_manager
 from ..models import Account, BrowserSession, Tenant
-from ..models.base import hash_secret
+from ..models.base import hash_secret, new_secret
 from ..web import client_ip
 
 REFERENCE_KEY = "sid"
 PENDING_KEY = "pending"
+#: A random secret of this browser's cookie: WebAuthn challenges are bound to its hash.
+WEBAUTHN_KEY = "wa"
 #: When this browser last had its row marked seen (a hint only: the row's own value decides).
 SEEN_KEY = "seen"
 
@@ -274,14 +276,27 @@ def login_url(tenant: Tenant | None, next_url: str | None, **extra) -> str:
     return url_for("auth.platform_login", next=next_url, **extra)
 
 
+def webauthn_binding() -> str:
+    """This browser's binding secret for WebAuthn challenges (made on first use): a challenge
+    handed to one browser cannot be answered from another."""
+    binding = session.get(WEBAUTHN_KEY)
+    if not isinstance(binding, str) or len(binding) != 43:
+        binding = new_secret()
+        session[WEBAUTHN_KEY] = binding
+    return binding
+
+
 def where_to_meet(requirement: str, tenant: Tenant | None, next_url: str | None, *, again: bool = False) -> str:
     """The page that meets a second-factor requirement ("verify": the code page, "enrol": set one
-    up). `again` asks for a code even where this sign-in already gave one (a fresh confirmation)."""
-    if requirement == "verify":
+    up; "verify_key" / "enrol_key": the same for a security key or passkey, the phishing-resistant
+    level). `again` asks for a code even where this sign-in already gave one (a fresh confirmation)."""
+    key = 1 if requirement in ("verify_key", "enrol_key") else None
+    if requirement in ("verify", "verify_key"):
         if tenant is None:
-            return url_for("auth.platform_second_factor", next=next_url, again=1 if again else None)
-        return url_for("auth.second_factor", slug=tenant.slug, next=next_url, again=1 if again else None)
-    return url_for("account_settings.security", tenant=tenant.slug if tenant is not None else None, next=next_url)
+            return url_for("auth.platform_second_factor", next=next_url, again=1 if again else None, key=key)
+        return url_for("auth.second_factor", slug=tenant.slug, next=next_url, again=1 if again else None, key=key)
+    return url_for("account_settings.security", tenant=tenant.slug if tenant is not None else None, next=next_url,
+                   key=key)
 
 
 def here() -> str:

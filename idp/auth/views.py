@@ -3,15 +3,17 @@ landing page and sign-out. Who is signed in is idp.auth.session's business (the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from ..account_settings.forms import SecondFactorForm
-from ..accounts import directory, mfa, providers
+from ..account_settings.forms import SecondFactorForm, SecurityKeyForm
+from ..accounts import directory, mfa, providers, security_keys
 from ..errors import RateLimited
 from ..tenants import find_tenant
 from ..web import client_ip, login_page_or_404, safe_next, tenant_or_404
 from . import known_browsers, service, session
-from .forms import LoginForm
+from .forms import LoginForm, PasskeyForm
 
 bp = Blueprint("auth", __name__)
 
@@ -72,9 +74,9 @@ def after_password(account, tenant, provider: str, next_url: str | None):
         session.begin_second_step(account, tenant=tenant, provider=provider, next_url=next_url)
         return redirect(session.where_to_meet("verify", tenant, None))
     membership = directory.active_membership(account, tenant) if tenant is not None else None
-    enrol = (mfa.sign_in_requirement(account, membership, ["pwd"]) == "enrol"
-             if tenant is not None else mfa.operator_requirement(account, ["pwd"]) == "enrol" and account.is_operator)
-    onward = (session.where_to_meet("enrol", tenant, next_url) if enrol
+    requirement = (mfa.sign_in_requirement(account, membership, ["pwd"]) if tenant is not None
+                   else mfa.operator_requirement(account, ["pwd"]) if account.is_operator else None)
+    onward = (session.where_to_meet(requirement, tenant, next_url) if requirement in ("enrol", "enrol_key")
               else next_url or _landing(tenant))
     session.sign_in(account, tenant=tenant, provider=provider, amr=["pwd"])
     service.record_sign_in(account, tenant, provider, ["pwd"], ip=client_ip())
@@ -119,28 +121,78 @@ def platform_second_factor():
     return _second_factor(None)
 
 
-def _second_factor(tenant):
-    """The second step: a code from the account's authenticator app, or a recovery code.
-    Either after a correct password (a half-done sign-in), or as a step-up ("Elevate your Access")
-    of a password-only sign-in, which asks for the code alone."""
-    pending = session.pending_second_step(tenant)
-    signed_in = None
-    if pending is not None:
-        account, next_url = pending.account, safe_next(pending.next_url)
-    else:
-        next_url = safe_next(request.args.get("next"))
-        signed_in = session.current_sign_in(tenant)
-        if signed_in is None or (tenant is not None and directory.active_membership(signed_in.account, tenant) is None):
-            return redirect(session.login_url(tenant, next_url))
-        account = signed_in.account
-        if signed_in.has_second_factor and not request.args.get("again"):
-            return redirect(next_url or _landing(tenant))
-        if not account.mfa_enrolled:
-            return redirect(session.where_to_meet("enrol", tenant, next_url))
+@bp.route("/t/<slug>/login/verify/key-options", methods=["POST"])
+def second_factor_key_options(slug: str):
+    return _second_factor_key_options(tenant_or_404(slug))
 
-    form = SecondFactorForm()
+
+@bp.route("/login/verify/key-options", methods=["POST"])
+def platform_second_factor_key_options():
+    return _second_factor_key_options(None)
+
+
+@dataclass(frozen=True)
+class _SecondStep:
+    """Whose second step this is: a half-done sign-in (after the password), or a live sign-in
+    stepping up; where it continues to; whether only a security key will do."""
+
+    account: object
+    pending: object
+    signed_in: object
+    next_url: str | None
+    key_only: bool
+
+
+def _second_step(tenant):
+    """The second step being taken in this browser at `tenant`, or the redirect that replaces it."""
+    key_only = bool(request.args.get("key"))
+    pending = session.pending_second_step(tenant)
+    if pending is not None:
+        return _SecondStep(pending.account, pending, None, safe_next(pending.next_url), key_only)
+    next_url = safe_next(request.args.get("next"))
+    signed_in = session.current_sign_in(tenant)
+    if signed_in is None or (tenant is not None and directory.active_membership(signed_in.account, tenant) is None):
+        return redirect(session.login_url(tenant, next_url))
+    account = signed_in.account
+    met = mfa.is_phishing_resistant(signed_in.amr) if key_only else signed_in.has_second_factor
+    if met and not request.args.get("again"):
+        return redirect(next_url or _landing(tenant))
+    if not (account.has_security_key if key_only else account.mfa_enrolled):
+        return redirect(session.where_to_meet("enrol_key" if key_only else "enrol", tenant, next_url))
+    return _SecondStep(account, None, signed_in, next_url, key_only)
+
+
+def _second_factor_key_options(tenant):
+    """navigator.credentials.get()'s options for this second step (JSON; the CSRF header checked)."""
+    step = _second_step(tenant)
+    if not isinstance(step, _SecondStep):
+        return {"error": "Your sign-in has expired. Reload the page and sign in again."}, 409
+    return security_keys.second_factor_options(step.account, binding=session.webauthn_binding())
+
+
+def _second_factor(tenant):
+    """The second step: a security key, a code from the account's authenticator app, or a recovery
+    code. Either after a correct password (a half-done sign-in), or as a step-up ("Elevate your
+    Access") of a sign-in, which asks for the second factor alone."""
+    step = _second_step(tenant)
+    if not isinstance(step, _SecondStep):
+        return step
+    account, signed_in = step.account, step.signed_in
+
+    form, key_form = SecondFactorForm(), SecurityKeyForm(prefix="key")
     error, status = None, 200
-    if form.validate_on_submit():
+    if request.method == "POST" and "key-credential" in request.form:
+        if key_form.validate_on_submit():
+            try:
+                amr = security_keys.verify_second_factor(account, key_form.credential.data, tenant=tenant,
+                                                         ip=client_ip(), binding=session.webauthn_binding())
+            except security_keys.KeyRefused as refused:
+                error, status = refused.message, 400
+            else:
+                return _second_step_done(step, tenant, amr)
+        else:
+            error, status = security_keys.NOT_A_RESPONSE_MESSAGE, 400
+    elif not step.key_only and form.validate_on_submit():
         try:
             mfa.verify_second_factor(account, form.code.data, tenant=tenant, ip=client_ip())
         except mfa.InvalidCode as wrong:
@@ -148,20 +200,61 @@ def _second_factor(tenant):
         except RateLimited as locked:
             error, status = locked.message, 429
         else:
-            if pending is not None:
-                finished = session.finish_second_step(pending, mfa.SECOND_FACTOR_AMR)
-                service.record_sign_in(account, tenant, finished.row.provider, list(finished.amr), ip=client_ip())
-            else:
-                # Step-up keeps the original auth_time (OIDC Core 2).
-                session.add_factors(signed_in, mfa.SECOND_FACTOR_AMR)
-            return redirect(next_url or _landing(tenant))
+            return _second_step_done(step, tenant, mfa.SECOND_FACTOR_AMR)
     elif form.errors:
         status = 400
     return (
         render_template(
-            "auth/second_factor.html", tenant=tenant, form=form, error=error, account=account,
-            step_up=signed_in is not None, next_url=next_url if signed_in is not None else None,
-            again=bool(request.args.get("again")) and signed_in is not None,
+            "auth/second_factor.html", tenant=tenant, form=form, key_form=key_form, error=error, account=account,
+            step_up=signed_in is not None, next_url=step.next_url if signed_in is not None else None,
+            again=bool(request.args.get("again")) and signed_in is not None, key_only=step.key_only,
+            has_key=account.has_security_key, has_app=bool(mfa.confirmed_devices(account)),
         ),
         status,
     )
+
+
+def _second_step_done(step: _SecondStep, tenant, amr: list[str]):
+    if step.pending is not None:
+        finished = session.finish_second_step(step.pending, amr)
+        service.record_sign_in(step.account, tenant, finished.row.provider, list(finished.amr), ip=client_ip())
+    else:
+        # Step-up keeps the original auth_time (OIDC Core 2).
+        session.add_factors(step.signed_in, amr)
+    return redirect(step.next_url or _landing(tenant))
+
+
+# --------------------------------------------------------------------------- passkeys
+
+
+@bp.route("/t/<slug>/login/passkey/options", methods=["POST"])
+def passkey_options(slug: str):
+    page = login_page_or_404(slug)
+    provider, _ = page.provider(request.args.get("provider"))
+    return security_keys.passkey_options(page.tenant, provider, binding=session.webauthn_binding())
+
+
+@bp.route("/t/<slug>/login/passkey", methods=["POST"])
+def passkey_sign_in(slug: str):
+    """"Sign in with a passkey": the passkey alone, for an account of the page's provider that
+    may sign in at this school (the same rules as a password)."""
+    page = login_page_or_404(slug)
+    form = PasskeyForm()
+    provider, has_sso = page.provider(form.provider.data)
+    next_url = safe_next(form.next.data)
+    if form.validate_on_submit():
+        try:
+            account, amr = security_keys.sign_in_with_passkey(page.tenant, provider, form.credential.data,
+                                                              binding=session.webauthn_binding(), ip=client_ip())
+        except security_keys.KeyRefused as refused:
+            error = refused.message
+        else:
+            session.sign_in(account, tenant=page.tenant, provider=provider, amr=amr)
+            service.record_sign_in(account, page.tenant, provider, amr, ip=client_ip())
+            return redirect(next_url or _landing(page.tenant))
+    else:
+        error = security_keys.NOT_A_RESPONSE_MESSAGE
+    login_form = LoginForm(formdata=None, provider=provider, next=next_url or "")
+    return render_template("auth/login.html", tenant=page.tenant, form=login_form, provider=provider,
+                           has_sso=has_sso, error=None, passkey_error=error, failed=False, notice=None,
+                           next_url=next_url), 400

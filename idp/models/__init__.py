@@ -7,6 +7,7 @@ from .grants import AuthorizationCode, Token  # noqa: F401
 from .keys import SigningKey  # noqa: F401
 from .mfa import MfaDevice, RecoveryCode  # noqa: F401
 from .reset import ResetLink  # noqa: F401
+from .security_keys import SecurityKey, WebAuthnChallenge  # noqa: F401
 from .sessions import BrowserSession  # noqa: F401
 from .logout import LogoutNotice  # noqa: F401
 from .tenants import Tenant  # noqa: F401

@@ -1,16 +1,18 @@
-"""TOTP authenticator devices and recovery codes of an account (one enrolment serves every tenant)."""
+"""TOTP authenticator devices and recovery codes of an account (one enrolment serves every tenant),
+and what the account's second factors add up to."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, exists
+from sqlalchemy import BigInteger, ForeignKey, String, Text, exists, or_
 from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from .. import clock
 from ..extensions import db
 from .accounts import Account
 from .base import UTCDateTime
+from .security_keys import SecurityKey
 
 
 class MfaDevice(db.Model):
@@ -38,11 +40,21 @@ class RecoveryCode(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-# Whether the account has a confirmed device. Deferred, so lists of accounts do not pay for
-# it; sign-in and authorize load it in the account's own statement with undefer().
+# Whether the account has a second factor: a confirmed authenticator app or a security key.
+# Deferred, so lists of accounts do not pay for it; sign-in and authorize load it in the account's
+# own statement with undefer().
 Account.mfa_enrolled = column_property(
-    exists()
-    .where(MfaDevice.account_id == Account.id, MfaDevice.confirmed_at.is_not(None))
-    .correlate_except(MfaDevice),
+    or_(
+        exists()
+        .where(MfaDevice.account_id == Account.id, MfaDevice.confirmed_at.is_not(None))
+        .correlate_except(MfaDevice),
+        exists().where(SecurityKey.account_id == Account.id).correlate_except(SecurityKey),
+    ),
+    deferred=True,
+)
+
+# Whether the account has a WebAuthn credential (the phishing-resistant level needs one).
+Account.has_security_key = column_property(
+    exists().where(SecurityKey.account_id == Account.id).correlate_except(SecurityKey),
     deferred=True,
 )

@@ -29,6 +29,9 @@ class Tenant(db.Model):
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/London")
     require_2fa: Mapped[str] = mapped_column(String(10), default="off")
     hide_unknown_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The school's administrators must sign in with a security key or passkey (the
+    #: phishing-resistant level), not an app code: they see every child's records.
+    admins_phishing_resistant: Mapped[bool] = mapped_column(Boolean, default=False)
     #: How long a browser sign-in may open this school's applications: at most this long after the
     #: person authenticated, and not after this long unused (seconds). Staffroom PCs are shared.
     session_max_age: Mapped[int] = mapped_column(Integer, default=DEFAULT_SESSION_MAX_AGE)

@@ -56,7 +56,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code,
             client=request.client,
             token_hash=request.user.token_hash,
-            acr_2fa=request.idp_code_acr_2fa,
+            criteria_for=request.idp_code_criteria,
             redirect_uri=request.payload.redirect_uri,
             scope=request.scope,
             nonce=data.get("nonce"),

@@ -56,11 +56,11 @@ _FROM_SIGN_IN = ("account_id", "sid", "auth_time", "amr", "acr")
 
 
 @functools.cache
-def _store_code(acr_2fa: bool | None):
+def _store_code(criteria_for: tuple | None):
     """INSERT ... SELECT of a code from a live sign-in of a usable member of the client's school.
-    `acr_2fa` None: no further criteria (the caller has judged the sign-in); True or False: also
-    mfa's "nothing more needed" (with or without acr 2fa requested)."""
-    criteria = [] if acr_2fa is None else mfa.nothing_more_needed_criteria(acr_2fa)
+    `criteria_for` None: no further criteria (the caller has judged the sign-in); `(level,)`: also
+    mfa's "nothing more needed" for the requested acr level (None: none requested)."""
+    criteria = [] if criteria_for is None else mfa.nothing_more_needed_criteria(*criteria_for)
     live_member = (
         select(*(getattr(BrowserSession, name) for name in _FROM_SIGN_IN),
                *(bindparam(name, type_=_CODES.c[name].type) for name in _CODE_VALUES))
@@ -84,13 +84,13 @@ _CONSUME_CODE = (update(_CODES).where(_CODES.c.id == bindparam("row_id"), _CODES
                  .values(consumed_at=bindparam("now")))
 
 
-def save_code(code: str, *, client, token_hash: str, acr_2fa: bool | None, redirect_uri: str | None, scope: str,
+def save_code(code: str, *, client, token_hash: str, criteria_for: tuple | None, redirect_uri: str | None, scope: str,
               nonce: str | None, code_challenge: str | None, code_challenge_method: str | None,
               ttl: int) -> bool:
     """Store the code, in one INSERT ... SELECT that writes it only if the browser sign-in whose
     cookie reference hashes to `token_hash` is live by the client's school's rules (lifetime, idle
-    timeout, not ended there), its account an active member of that school, and (`acr_2fa` not
-    None) nothing more is needed first (mfa.nothing_more_needed_criteria). The code takes the
+    timeout, not ended there), its account an active member of that school, and (`criteria_for`
+    not None) nothing more is needed first (mfa.nothing_more_needed_criteria). The code takes the
     sign-in's sid, auth_time, amr and acr. False when nothing was written: the sign-in ended, or
     more is needed first."""
     now = clock.now()
@@ -110,7 +110,7 @@ def save_code(code: str, *, client, token_hash: str, acr_2fa: bool | None, redir
         "now": now,
         "now_timestamp": clock.timestamp(),
     }
-    return _execute(_store_code(acr_2fa), parameters).scalar() is not None
+    return _execute(_store_code(criteria_for), parameters).scalar() is not None
 
 
 def find_code(code: str, client, *, ip: str | None) -> rows.CodeRow | None:

@@ -193,12 +193,13 @@ def authorize():
         except OAuth2Error:
             return refuse(InvalidRequestError, "The 'id_token_hint' is not a valid ID token from this server.")
 
-    acr_2fa = mfa.ACR_2FA in (data.get("acr_values") or "").split()
+    # The strongest of our levels the client asks for (2FA, or phishing-resistant: a key).
+    requested_acr = mfa.requested_level(data.get("acr_values"))
     # The usual case, a plain request from a signed-in browser: one statement, an INSERT that
     # only writes the code if the account is still signed in, a member, and needs nothing more.
     if claimed is not None and not prompts and max_age is None and hinted_sub is None and reauth_after is None:
         with each_statement_commits():
-            response = _issue_code(server, grant, claimed, acr_2fa=acr_2fa)
+            response = _issue_code(server, grant, claimed, judged=False, requested_acr=requested_acr)
             if response is not None:
                 # After the code, whose statement judged idleness by the row's own last use.
                 session.keep_alive(claimed)
@@ -231,25 +232,25 @@ def authorize():
         # refreshes (the same person) or replaces (someone else); abandoned, nothing changes.
         return _to_login(tenant, data)
 
-    requirement = mfa.sign_in_requirement(account, membership, signed_in.amr, acr_2fa)
-    if requirement in ("verify", "enrol"):
+    requirement = mfa.sign_in_requirement(account, membership, signed_in.amr, requested_acr)
+    if requirement is not None:
         if "none" in prompts:
             return refuse(InteractionRequiredError)
         return redirect(session.where_to_meet(requirement, tenant, _authorize_url()))
 
-    response = _issue_code(server, grant, signed_in, acr_2fa=None)
+    response = _issue_code(server, grant, signed_in, judged=True)
     if response is None:
         # Ended between the check above and the write (signed out everywhere, deactivated).
         return _to_login(tenant, data)
     return response
 
 
-def _issue_code(server, grant, sign_in, *, acr_2fa: bool | None):
+def _issue_code(server, grant, sign_in, *, judged: bool, requested_acr: str | None = None):
     """The redirect with a code for `sign_in`, or None if the statement storing the code found the
-    sign-in ended or (`acr_2fa` not None: the cookie's word alone was taken) more needed first
-    (mfa.nothing_more_needed_criteria). First-party school applications: consent is implied by the
-    school, not asked."""
-    grant.request.idp_code_acr_2fa = acr_2fa
+    sign-in ended or (not `judged`: the cookie's word alone was taken) more needed first for the
+    level `requested_acr` (mfa.nothing_more_needed_criteria). First-party school applications:
+    consent is implied by the school, not asked."""
+    grant.request.idp_code_criteria = None if judged else (requested_acr,)
     try:
         response = server.create_authorization_response(request=grant.request, grant=grant, grant_user=sign_in)
     except SignInNotLive:

@@ -43,13 +43,13 @@ def test_enrolled_account_always_verifies_and_is_done_after_a_code(world, frozen
 def test_a_client_asking_for_2fa_sends_an_unenrolled_person_to_enrol(world):
     membership = world.beech_identity.memberships[0]
     assert mfa.sign_in_requirement(world.beech_identity, membership, ["pwd"]) is None
-    assert mfa.sign_in_requirement(world.beech_identity, membership, ["pwd"], acr_2fa_requested=True) == "enrol"
+    assert mfa.sign_in_requirement(world.beech_identity, membership, ["pwd"], requested_acr=mfa.ACR_2FA) == "enrol"
 
 
 def test_acr_reflects_what_was_done():
     assert mfa.acr_for(["pwd"]) == mfa.ACR_PASSWORD
     assert mfa.acr_for(["pwd", "otp", "mfa"]) == mfa.ACR_2FA
-    assert mfa.ACR_VALUES_SUPPORTED == [mfa.ACR_PASSWORD, mfa.ACR_2FA]
+    assert mfa.ACR_VALUES_SUPPORTED == [mfa.ACR_PASSWORD, mfa.ACR_2FA, mfa.ACR_PHISHING_RESISTANT]
 
 
 def test_admins_policy_makes_the_oakwood_admin_enrol_at_login(browser, world, frozen_clock):

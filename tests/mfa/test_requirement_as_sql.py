@@ -18,17 +18,20 @@ CASES = list(itertools.product(
     ("off", "admins", "everyone"),  # tenant policy
     ("staff", "admin"),             # role
     (False, True),                  # enrolled
-    (("pwd",), ("pwd", "otp")),     # the sign-in's amr
-    (False, True),                  # acr_values asks for 2FA
+    (("pwd",), ("pwd", "otp"), ("pwd", "hwk")),  # the sign-in's amr
+    (None, mfa.ACR_2FA, mfa.ACR_PHISHING_RESISTANT),  # the level acr_values asks for
+    (False, True),                  # the school requires a key of its admins
 ))
 
 
-@pytest.mark.parametrize("policy, role, enrolled, amr, acr_2fa", CASES)
-def test_sql_criteria_agree_with_sign_in_requirement(world, frozen_clock, policy, role, enrolled, amr, acr_2fa):
+@pytest.mark.parametrize("policy, role, enrolled, amr, acr_2fa, key_policy", CASES)
+def test_sql_criteria_agree_with_sign_in_requirement(world, frozen_clock, policy, role, enrolled, amr, acr_2fa,
+                                                     key_policy):
     account, tenant = world.oakwood_admin, world.oakwood
     membership = account.membership_in(tenant.id)
     membership.role = role
     tenant.require_2fa = policy
+    tenant.admins_phishing_resistant = key_policy
     db.session.commit()
     if enrolled:
         enrol(account)

@@ -153,7 +153,7 @@ def test_2fa_acr_request_reaches_the_mfa_policy(browser, oakwood_rp, world, froz
                         lambda account, membership, amr, acr=False: seen.update(acr=acr, amr=amr) or None)
     browser.login("oakwood", "head@oakwood.example.org")
     oakwood_rp.code(acr_values=mfa.ACR_2FA)
-    assert seen == {"acr": True, "amr": ("pwd",)}
+    assert seen == {"acr": mfa.ACR_2FA, "amr": ("pwd",)}
 
 
 def test_a_sign_in_ended_everywhere_gets_the_login_page_not_a_code(browser, oakwood_rp, world, frozen_clock):

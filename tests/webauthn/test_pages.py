@@ -1,0 +1,146 @@
+"""Security keys through the pages: the acr_values step-up asks for a key, "Sign in with a
+passkey", and odd input answered with a 400, never a 500."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+from sqlalchemy import delete
+
+from idp.accounts import mfa
+from idp.extensions import db
+from idp.models import RecoveryCode
+from tests.conftest import csrf_token_from as _any_csrf_token
+from tests.mfa.conftest import enrol, sign_in_of
+from tests.mfa.test_oidc import id_token_claims
+from tests.oidc.conftest import RelyingParty
+
+from .authenticator import SoftKey
+from .conftest import ORIGIN
+
+
+def csrf_token_from(html: str) -> str:
+    """The page's CSRF token, from whichever of its forms has it (the key forms' fields are prefixed)."""
+    match = re.search(r'name="(?:key-)?csrf_token"[^>]*value="([^"]+)"', html)
+    return match.group(1) if match else _any_csrf_token(html)
+
+
+def options(browser, url, page_html):
+    reply = browser.client.post(url, headers={"X-CSRFToken": csrf_token_from(page_html)})
+    assert reply.status_code == 200, reply.get_data(as_text=True)
+    return reply.get_json()
+
+
+def add_key_through_the_page(browser, *, passkey=False, name="Blue USB key", tenant="beech"):
+    page = browser.get(f"/account/security?tenant={tenant}").get_data(as_text=True)
+    assert 'data-webauthn="create"' in page
+    key = SoftKey()
+    created = key.create(options(browser, f"/account/security/keys/options?tenant={tenant}"
+                                 + ("&passkey=1" if passkey else ""), page), ORIGIN)
+    reply = browser.client.post(f"/account/security/keys?tenant={tenant}", data={
+        "key-csrf_token": csrf_token_from(page), "key-name": name, "key-credential": json.dumps(created)})
+    assert reply.status_code in (200, 302), reply.get_data(as_text=True)
+    return key
+
+
+def test_the_phishing_resistant_level_asks_for_a_key_and_reaches_the_id_token(browser, client, world, frozen_clock):
+    enrolment = enrol(world.beech_identity)
+    rp = RelyingParty(client, world.beech_app, world.beech_app_secret)
+    browser.login("beech", "pat.lee@example.org")
+    browser.submit("/t/beech/login/verify", {"code": enrolment.code()})
+    key = add_key_through_the_page(browser)
+    # Registering a key does not by itself raise the level.
+    assert sign_in_of(client).acr == mfa.ACR_2FA
+    frozen_clock.advance(timedelta(minutes=1))
+    auth_time = sign_in_of(client).auth_time
+
+    step_up = rp.authorize(acr_values=mfa.ACR_PHISHING_RESISTANT).headers["Location"]
+    assert urlsplit(step_up).path == "/t/beech/login/verify" and parse_qs(urlsplit(step_up).query)["key"] == ["1"]
+    page = browser.get(step_up).get_data(as_text=True)
+    assert "Use your security key" in page and 'name="code"' not in page
+    answer = key.get(options(browser, "/t/beech/login/verify/key-options?key=1", page), ORIGIN)
+    back = client.post(step_up, data={"key-csrf_token": csrf_token_from(page), "key-credential": json.dumps(answer)})
+    assert back.status_code == 302, back.get_data(as_text=True)
+    claims = id_token_claims(rp, back.headers["Location"])
+    assert claims["acr"] == mfa.ACR_PHISHING_RESISTANT and "hwk" in claims["amr"] and "mfa" in claims["amr"]
+    assert claims["auth_time"] == auth_time
+
+
+def test_an_app_code_does_not_meet_the_phishing_resistant_level(browser, client, world, frozen_clock):
+    enrolment = enrol(world.beech_identity)
+    rp = RelyingParty(client, world.beech_app, world.beech_app_secret)
+    browser.login("beech", "pat.lee@example.org")
+    browser.submit("/t/beech/login/verify", {"code": enrolment.code()})
+    location = rp.authorize(acr_values=mfa.ACR_PHISHING_RESISTANT).headers["Location"]
+    # No key yet: register one first.
+    assert location.startswith("/account/security?tenant=beech") and "key=1" in location
+
+
+def test_a_key_as_the_second_step_after_the_password(browser, client, world, frozen_clock):
+    browser.login("beech", "pat.lee@example.org")
+    key = add_key_through_the_page(browser)
+    browser.client.post("/logout", data={"csrf_token": csrf_token_from(browser.get("/t/beech/").get_data(as_text=True))})
+    assert browser.login("beech", "pat.lee@example.org").headers["Location"] == "/t/beech/login/verify"
+    page = browser.get("/t/beech/login/verify").get_data(as_text=True)
+    assert "Use security key" in page and 'name="code"' in page  # recovery codes still work
+    answer = key.get(options(browser, "/t/beech/login/verify/key-options", page), ORIGIN)
+    done = client.post("/t/beech/login/verify", data={"key-csrf_token": csrf_token_from(page),
+                                                      "key-credential": json.dumps(answer)})
+    assert done.status_code == 302
+    assert sign_in_of(client).amr == ["pwd", "hwk", "mfa"]
+
+
+def test_sign_in_with_a_passkey_from_the_login_page(browser, client, world, frozen_clock):
+    browser.login("beech", "pat.lee@example.org")
+    key = add_key_through_the_page(browser, passkey=True, name="My phone")
+    client.post("/logout", data={"csrf_token": csrf_token_from(browser.get("/t/beech/").get_data(as_text=True))})
+
+    page = browser.get("/t/beech/login").get_data(as_text=True)
+    assert "Sign in with a passkey" in page
+    answer = key.get(options(browser, "/t/beech/login/passkey/options?provider=identity", page), ORIGIN)
+    done = client.post("/t/beech/login/passkey", data={"csrf_token": csrf_token_from(page), "provider": "identity",
+                                                       "next": "", "credential": json.dumps(answer)})
+    assert done.status_code == 302 and done.headers["Location"] == "/t/beech/"
+    row = sign_in_of(client)
+    assert row.amr == ["hwk", "user", "mfa"] and row.acr == mfa.ACR_PHISHING_RESISTANT
+
+
+def test_odd_passkey_answers_get_a_400_with_a_message(browser, client, world):
+    page = browser.get("/t/beech/login").get_data(as_text=True)
+    for garbage in ("{", "[1]", json.dumps({"id": 1, "response": "x"}), "x" * 70_000):
+        reply = client.post("/t/beech/login/passkey", data={"csrf_token": csrf_token_from(page), "provider": "identity",
+                                                            "credential": garbage})
+        assert reply.status_code == 400
+        assert "security key response" in reply.get_data(as_text=True) or "passkey" in reply.get_data(as_text=True)
+
+
+def test_options_need_the_csrf_token(browser, client, world):
+    assert client.post("/t/beech/login/passkey/options").status_code == 400
+
+
+def test_a_person_with_only_a_key_and_no_codes_left_gets_new_codes_with_the_key(browser, client, world, frozen_clock):
+    browser.login("beech", "pat.lee@example.org")
+    key = add_key_through_the_page(browser)
+    db.session.execute(delete(RecoveryCode))  # every recovery code used up
+    db.session.commit()
+    page = browser.get("/account/security/recovery-codes?tenant=beech").get_data(as_text=True)
+    assert 'data-webauthn="get"' in page and 'name="code"' not in page  # no app, no codes: the key is the way
+
+    refused = client.post("/account/security/recovery-codes?tenant=beech",
+                          data={"key-csrf_token": csrf_token_from(page), "key-credential": "{"})
+    assert refused.status_code == 400 and "security key response" in refused.get_data(as_text=True)
+    assert mfa.remaining_recovery_codes(world.beech_identity) == 0
+
+    answer = key.get(options(browser, "/account/security/recovery-codes/key-options?tenant=beech", page), ORIGIN)
+    done = client.post("/account/security/recovery-codes?tenant=beech",
+                       data={"key-csrf_token": csrf_token_from(page), "key-credential": json.dumps(answer)})
+    assert done.status_code == 200, done.get_data(as_text=True)
+    db.session.expire_all()
+    assert mfa.remaining_recovery_codes(world.beech_identity) == mfa.RECOVERY_CODE_COUNT
+    # The same answer does not work twice.
+    again = client.post("/account/security/recovery-codes?tenant=beech",
+                        data={"key-csrf_token": csrf_token_from(page), "key-credential": json.dumps(answer)})
+    assert again.status_code == 400
