@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 
 import requests
 from flask import current_app
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from joserfc import jwt
 from sqlalchemy import and_, delete, func, or_, select, update
 
@@ -106,25 +109,63 @@ class AddressRefused(Exception):
     the IdP at its own network)."""
 
 
-def _check_address(uri: str) -> None:
+def _public_address(uri: str) -> str | None:
+    """In production, the one address the notice goes to: the URI's host resolved once, every
+    address it has checked to be public, else AddressRefused. The connection is made to that
+    address (`_pinned`), so a name that resolves differently a moment later (DNS rebinding)
+    cannot send the request into the IdP's own network. None outside production."""
     if not current_app.config["SETTINGS"].is_production:
-        return
+        return None
     host = urlsplit(uri).hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = [info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)]
     except OSError as error:
         raise AddressRefused(f"cannot resolve {host}: {error.strerror or error}") from None
+    if not addresses:
+        raise AddressRefused(f"cannot resolve {host}")
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if not ip.is_global:
+        if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
             raise AddressRefused(f"{host} resolves to a non-public address")
+    return addresses[0]
+
+
+def _pinned(address: str) -> requests.Session:
+    """A session whose connections all go to `address`, whatever the URI's host resolves to now;
+    the Host header, TLS server name and certificate check still use the URI's host. No proxies
+    from the environment (the address checked is the one connected to)."""
+
+    def pin(connection_class):
+        class Pinned(connection_class):
+            def _new_conn(self):
+                self._dns_host, host = address, self._dns_host
+                try:
+                    return super()._new_conn()
+                finally:
+                    self._dns_host = host
+
+        return Pinned
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {
+                "http": type("PinnedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": pin(HTTPConnection)}),
+                "https": type("PinnedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": pin(HTTPSConnection)}),
+            }
+
+    pinned = requests.Session()
+    pinned.trust_env = False
+    for scheme in ("http://", "https://"):
+        pinned.mount(scheme, Adapter())
+    return pinned
 
 
 def post_logout_token(uri: str, token: str) -> Outcome:
     """POST the token (section 2.5). 200 (or 204, which frameworks send for an empty 200) is done."""
     try:
-        _check_address(uri)
-        response = requests.post(uri, data={"logout_token": token}, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+        address = _public_address(uri)
+        with (_pinned(address) if address else requests.Session()) as http:
+            response = http.post(uri, data={"logout_token": token}, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                                  allow_redirects=False, headers={"Cache-Control": "no-store"})
     except AddressRefused as refused:
         return Outcome(False, None, str(refused))

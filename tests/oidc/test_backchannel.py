@@ -21,13 +21,13 @@ from tests.concurrency import run_concurrently
 from tests.conftest import Browser, csrf_token_from
 
 
-
 class Receiver:
     """A relying party's back-channel logout endpoint on a local port, answering `status`."""
 
     def __init__(self, status: int = 200):
         self.status = status
         self.tokens: list[str] = []
+        self.hosts: list[str] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +35,7 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode())
                 receiver.tokens.extend(form.get("logout_token", []))
+                receiver.hosts.append(self.headers.get("Host"))
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -256,6 +257,44 @@ def test_in_production_a_uri_on_a_private_network_is_refused_at_delivery(
     backchannel.deliver_due()
     notice = db.session.scalars(select(LogoutNotice)).one()
     assert receiver.tokens == [] and "non-public address" in notice.last_error
+
+
+def test_a_pinned_session_connects_to_the_checked_address_and_still_names_the_host(receiver):
+    """The address checked is the one connected to; the request still says which site it is for
+    (Host header, and for https the TLS server name and certificate check)."""
+    port = receiver.server.server_port
+    with backchannel._pinned("127.0.0.1") as http:
+        response = http.post(f"http://rp.invalid:{port}/backchannel-logout", data={"logout_token": "t"}, timeout=3)
+    assert response.status_code == 200
+    assert receiver.tokens == ["t"] and receiver.hosts == [f"rp.invalid:{port}"]
+
+
+def test_in_production_the_notice_goes_to_the_address_that_was_checked(app, monkeypatch):
+    """DNS rebinding: a name that resolves to a public address when checked and to the IdP's own
+    network a moment later must not get the request into that network. The connection is made to
+    the address checked, never to the name looked up again."""
+    from dataclasses import replace
+
+    import urllib3.util.connection
+
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], env="production")
+    lookups, connected = [], []
+
+    def resolve(host, *args, **kwargs):
+        lookups.append(host)
+        answer = "93.184.215.14" if len(lookups) == 1 else "127.0.0.1"  # rebinds after the first answer
+        return [(2, 1, 6, "", (answer, 0))]
+
+    def connect(address, *args, **kwargs):
+        connected.append(address[0])
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(backchannel.socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(urllib3.util.connection.socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", connect)
+    outcome = backchannel.post_logout_token("https://rp.example/backchannel-logout", "token")
+    assert outcome.delivered is False
+    assert connected == ["93.184.215.14"]
 
 
 def test_tokens_remember_their_sign_in(signed_in_sso, oakwood_rp, world):
