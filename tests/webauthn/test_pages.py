@@ -19,7 +19,7 @@ from tests.mfa.test_oidc import id_token_claims
 from tests.oidc.conftest import RelyingParty
 
 from .authenticator import SoftKey
-from .conftest import ORIGIN
+from .conftest import ORIGIN, register
 
 
 def csrf_token_from(html: str) -> str:
@@ -77,6 +77,22 @@ def test_an_app_code_does_not_meet_the_phishing_resistant_level(browser, client,
     location = rp.authorize(acr_values=mfa.ACR_PHISHING_RESISTANT).headers["Location"]
     # No key yet: register one first.
     assert location.startswith("/account/security?tenant=beech") and "key=1" in location
+
+
+def test_the_security_page_lists_each_key_with_its_kind_dates_and_actions(browser, world, frozen_clock):
+    browser.login("beech", "pat.lee@example.org")
+    add_key_through_the_page(browser, name="Blue USB key")
+    register(world.beech_identity, passkey=True, name="My phone")
+    page = browser.get("/account/security?tenant=beech").get_data(as_text=True)
+    table = page[page.index('<table id="keys">'):page.index("</table>")]
+    rows = re.findall(r"<tr>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>", table)
+    added = frozen_clock.now().strftime("%-d %B %Y")
+    assert rows == [("Blue USB key", "Security key", added, "Not used yet"), ("My phone", "Passkey", added, "Not used yet")]
+    # Rename and Remove stay in this school's pages (the way back, the school's policy).
+    assert re.search(r'href="/account/security/keys/\d+/rename\?tenant=beech">Rename', table)
+    assert re.search(r'<form method="get" action="/account/security/keys/\d+/remove">\s*'
+                     r'<input type="hidden" name="tenant" value="beech">', table)
+    assert "credential_id" not in table and "public_key" not in table
 
 
 def test_a_key_as_the_second_step_after_the_password(browser, client, world, frozen_clock):
