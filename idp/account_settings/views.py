@@ -56,12 +56,21 @@ class _Page:
             return self.next_url
         return url_for("auth.home", slug=self.tenant.slug) if self.tenant else None
 
-    def step_up_first(self):
-        """An enrolled account adds keys only from a sign-in that used one: otherwise a stolen
-        password alone could add the thief's phone and pass every later 2FA check."""
-        if not self.account.mfa_enrolled or self.signed_in.has_second_factor:
+    def confirmation_url(self) -> str | None:
+        """Where to confirm it is you before changing how this account signs in (adding a key,
+        passkey or app; removing a key), or None where this sign-in has done so recently enough
+        (mfa.change_confirmation): otherwise a stolen password, or a password and app code relayed
+        by a look-alike site, could add the thief's own key and pass every later check."""
+        needed = mfa.change_confirmation(self.account)
+        if needed is None or self.signed_in.confirmed_within(needed, mfa.FRESH_SECONDS):
             return None
-        return redirect(session.where_to_meet("verify", self.tenant, url_for("account_settings.security", **self.params)))
+        return session.where_to_meet(needed, self.tenant, url_for("account_settings.security", **self.params),
+                                     again=True)
+
+    def confirm_first(self):
+        """The redirect to confirmation_url, or None where none is needed."""
+        url = self.confirmation_url()
+        return redirect(url) if url else None
 
     def render(self, template: str, status: int = 200, **context):
         return render_template(template, tenant=self.tenant, account=self.account, page=self, **context), status
@@ -93,16 +102,16 @@ def _security_page(page: _Page, form, status: int = 200, key_form=None):
         devices=devices, keys=keys, must_enrol=must_enrol, last_used=mfa.last_used_at,
         must_add_key=page.key_required and not keys,
         recovery_left=mfa.remaining_recovery_codes(page.account) if devices or keys else 0,
-        required_by=mfa.tenants_requiring(page.account),
+        required_by=mfa.tenants_requiring(page.account), confirm_url=page.confirmation_url(),
     )
 
 
 @bp.route("/account/security/devices", methods=["POST"])
 @signed_in_page
 def add_device(page: _Page):
-    step_up = page.step_up_first()
-    if step_up is not None:
-        return step_up
+    confirm = page.confirm_first()
+    if confirm is not None:
+        return confirm
     form = DeviceNameForm()
     if not form.validate_on_submit():
         return _security_page(page, form, 400)
@@ -120,9 +129,9 @@ def confirm_device(page: _Page, device_id: int):
     device = mfa.get_device(page.account, device_id)
     if device.confirmed_at is not None:
         return redirect(url_for("account_settings.security", **page.params))
-    step_up = page.step_up_first()
-    if step_up is not None:
-        return step_up
+    confirm = page.confirm_first()
+    if confirm is not None:
+        return confirm
     form = EnrolmentCodeForm()
     if form.validate_on_submit():
         try:
@@ -175,8 +184,8 @@ def remove_device(page: _Page, device_id: int):
 def key_options(page: _Page):
     """navigator.credentials.create()'s options (JSON; the CSRF header checked). `?passkey=1`
     asks for a passkey (discoverable, with user verification)."""
-    if page.step_up_first() is not None:
-        return {"error": "Confirm it is you with your second factor first, then add the key."}, 409
+    if page.confirmation_url() is not None:
+        return {"error": "Confirm it is you first: reload this page and follow its Confirm it is you link."}, 409
     return security_keys.registration_options(page.account, binding=session.webauthn_binding(),
                                               passkey=request.args.get("passkey") == "1")
 
@@ -184,9 +193,9 @@ def key_options(page: _Page):
 @bp.route("/account/security/keys", methods=["POST"])
 @signed_in_page
 def add_key(page: _Page):
-    step_up = page.step_up_first()
-    if step_up is not None:
-        return step_up
+    confirm = page.confirm_first()
+    if confirm is not None:
+        return confirm
     form = NewSecurityKeyForm(prefix="key")
     if not form.validate_on_submit():
         return _security_page(page, DeviceNameForm(formdata=None), 400, key_form=form)
@@ -200,7 +209,7 @@ def add_key(page: _Page):
     # so a sign-in relayed by a phishing site cannot add the thief's key and pass as phishing-resistant.
     if codes:
         return page.render("account_settings/recovery_codes.html", codes=codes, first=True)
-    flash(f"{'Passkey' if key.passkey else 'Security key'} ‘{key.name}’ added.")
+    flash(f"{key.kind_name} ‘{key.name}’ added.")
     return redirect(url_for("account_settings.security", **page.params))
 
 
@@ -241,9 +250,9 @@ def _rename(page: _Page, factor, rename):
 @signed_in_page
 def remove_key(page: _Page, key_id: int):
     key = security_keys.get_key(page.account, key_id)
-    step_up = page.step_up_first()
-    if step_up is not None:
-        return step_up
+    confirm = page.confirm_first()
+    if confirm is not None:
+        return confirm
     refused = mfa.removal_refusal(page.account, key)
     form = ActionForm()
     if refused is None and form.validate_on_submit():
@@ -252,7 +261,7 @@ def remove_key(page: _Page, key_id: int):
         except NotAllowed as not_allowed:
             refused = not_allowed.message
         else:
-            flash(f"{'Passkey' if key.passkey else 'Security key'} ‘{key.name}’ removed.")
+            flash(f"{key.kind_name} ‘{key.name}’ removed.")
             return redirect(url_for("account_settings.security", **page.params))
     return page.render("account_settings/remove_key.html", 409 if refused else 200, form=form, key=key,
                        refused=refused)

@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from .. import audit, clock
-from ..errors import DomainError, NotAllowed, NotFound, RateLimited
+from ..errors import DeliveryFailed, DomainError, NotAllowed, NotFound, RateLimited
 from ..extensions import db
 from ..models import Account, BrowserSession, Membership, MfaDevice, RecoveryCode, SecurityKey, Tenant
 from ..models.base import check_length, hash_secret
@@ -93,8 +93,9 @@ OPERATOR_LAST_DEVICE_MESSAGE = (
     "You cannot remove your only authenticator app because CPOMS platform operators must use two-step "
     "verification. Add another authenticator app first."
 )
-#: Operators' changes to the platform need a second factor given this recently (seconds).
-OPERATOR_FRESH_SECONDS = 15 * 60
+#: Seconds a confirmation stays fresh: an operator's change to the platform, and a change to how
+#: an account signs in, need one given this recently.
+FRESH_SECONDS = 15 * 60
 
 
 class InvalidCode(DomainError):
@@ -135,6 +136,22 @@ def operator_requirement(account: Account, amr) -> str | None:
     if not is_second_factor(amr):
         return "verify"
     return None
+
+
+def operator_change_confirmation() -> str:
+    """What a platform change asks of the operator's sign-in in the last FRESH_SECONDS."""
+    return "verify_key" if operators_need_a_key() else "verify"
+
+
+def change_confirmation(account: Account) -> str | None:
+    """What a change to how `account` signs in (adding a security key, passkey or app, removing
+    a key) asks of the sign-in in the last FRESH_SECONDS: "verify_key" where the account has a
+    key (an app code relayed by a look-alike site must not add the thief's key), "verify" where
+    it has only an app, None where it has no second factor yet (its first is set up from the
+    password sign-in, and the person is told by mail)."""
+    if has_security_key(account):
+        return "verify_key"
+    return "verify" if is_enrolled(account) else None
 
 
 def must_keep_a_second_factor(account: Account) -> str | None:
@@ -393,7 +410,25 @@ def confirm_enrolment(
     audit.record(audit.MFA_ENROLLED, tenant=tenant, actor=account, subject=account, ip=ip, device=device.name)
     codes = replace_recovery_codes(account) if first or remaining_recovery_codes(account) == 0 else None
     db.session.flush()
+    tell_the_person(account, tenant, kind_name="Authenticator app", factor_name=device.name, added=True)
     return codes
+
+
+def tell_the_person(account: Account, tenant: Tenant | None, *, kind_name: str, factor_name: str,
+                    added: bool) -> None:
+    """Mail the person that a second factor was added to or removed from their account, apart
+    from the sign-in that did it (NIST SP 800-63B: the subscriber is told when an authenticator
+    is bound or removed), so someone whose password and code were stolen finds out. A mail that
+    cannot be sent is logged; the change stands."""
+    from .. import mail
+    from ..mail import messages
+
+    try:
+        mail.send(messages.second_factor_changed(account=account, tenant=tenant, kind_name=kind_name,
+                                                 factor_name=factor_name, added=added))
+    except DeliveryFailed as failed:
+        current_app.logger.warning("could not tell account %s of a second factor change: %s", account.id,
+                                   failed.message)
 
 
 def removal_refusal(account: Account, factor: MfaDevice | SecurityKey) -> str | None:
@@ -447,6 +482,7 @@ def remove_device(
         db.session.delete(device)
         db.session.flush()
         return
+    hold_second_factors(account)
     refusal = removal_refusal(account, device)
     if refusal:
         raise NotAllowed(refusal)
@@ -455,6 +491,14 @@ def remove_device(
     forget_recovery_codes_if_unenrolled(account)
     audit.record(audit.MFA_REMOVED, tenant=tenant, actor=account, subject=account, ip=ip, device=device.name)
     db.session.flush()
+    tell_the_person(account, tenant, kind_name="Authenticator app", factor_name=device.name, added=False)
+
+
+def hold_second_factors(account: Account) -> None:
+    """Lock the account's row until the transaction ends, before deciding a second factor may go:
+    two removals at once must not each count the other's factor as still there (PostgreSQL;
+    SQLite writes one transaction at a time)."""
+    db.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
 
 
 #: The audit log's purpose for a second factor checked before new recovery codes.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -32,10 +33,11 @@ from webauthn.helpers.structs import (
 )
 
 from .. import audit, clock
-from ..errors import DomainError, NotAllowed, NotFound
+from ..errors import DomainError, NotAllowed, NotFound, RateLimited
 from ..extensions import db
 from ..models import Account, SecurityKey, Tenant, WebAuthnChallenge
 from ..models.base import hash_secret
+from ..ratelimits import PASSKEY_PER_IP
 from ..transactions import commit_now
 from . import directory, mfa
 
@@ -117,6 +119,7 @@ def remove_key(account: Account, key: SecurityKey, *, tenant: Tenant | None, ip:
     factor, or the last key, stays where a rule requires it (mfa.removal_refusal)."""
     if key.account_id != account.id:
         raise NotFound("That security key does not exist.")
+    mfa.hold_second_factors(account)
     refusal = mfa.removal_refusal(account, key)
     if refusal:
         raise NotAllowed(refusal)
@@ -125,6 +128,7 @@ def remove_key(account: Account, key: SecurityKey, *, tenant: Tenant | None, ip:
     audit.record(audit.KEY_REMOVED, tenant=tenant, actor=account, subject=account, ip=ip, key=key.name,
                  passkey=key.passkey)
     db.session.flush()
+    mfa.tell_the_person(account, tenant, kind_name=key.kind_name, factor_name=key.name, added=False)
 
 
 # --------------------------------------------------------------------------- challenges
@@ -181,7 +185,7 @@ def _challenge_in(credential: dict) -> str:
     try:
         client_data = json.loads(_b64url_decode(credential["response"]["clientDataJSON"]))
         challenge = client_data["challenge"]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         raise KeyRefused(NOT_A_RESPONSE_MESSAGE) from None
     if not isinstance(challenge, str) or not 0 < len(challenge) <= 200:
         raise KeyRefused(NOT_A_RESPONSE_MESSAGE)
@@ -198,17 +202,23 @@ def _b64url_decode(value) -> bytes:
 
 
 def parse_response(raw) -> dict:
-    """The browser's JSON (PublicKeyCredential.toJSON's shape) as a dict, or KeyRefused."""
+    """The browser's JSON (PublicKeyCredential.toJSON's shape) as a dict, or KeyRefused. The
+    credential id, looked up in the database, must be base64url of at most 1023 bytes."""
     if isinstance(raw, str):
         if not raw.strip() or len(raw) > MAX_RESPONSE_CHARS:
             raise KeyRefused(NOT_A_RESPONSE_MESSAGE)
         try:
             raw = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             raise KeyRefused(NOT_A_RESPONSE_MESSAGE) from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not isinstance(raw.get("response"), dict):
+    if (not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not _CREDENTIAL_ID.fullmatch(raw["id"])
+            or not isinstance(raw.get("response"), dict)):
         raise KeyRefused(NOT_A_RESPONSE_MESSAGE)
     return raw
+
+
+#: base64url without padding of a credential id (WebAuthn: at most 1023 bytes).
+_CREDENTIAL_ID = re.compile(r"[A-Za-z0-9_-]{1,1364}")
 
 
 # --------------------------------------------------------------------------- registration
@@ -251,12 +261,13 @@ def register(account: Account, name: str, raw_response, *, binding: str, tenant:
             credential=credential, expected_challenge=challenge, expected_rp_id=rp.id, expected_origin=rp.origin,
             require_user_verification=passkey,
         )
-    except (WebAuthnException, ValueError, TypeError, KeyError) as refused:
+    except (WebAuthnException, ValueError, TypeError, KeyError, RecursionError) as refused:
         current_app.logger.info("a security key registration was refused: %s", refused)
         commit_now(because="the answered challenge stays spent though the registration is refused")
         raise KeyRefused(REFUSED_MESSAGE) from None
     credential_id = bytes_to_base64url(verified.credential_id)
     if db.session.scalar(select(func.count(SecurityKey.id)).where(SecurityKey.credential_id == credential_id)):
+        commit_now(because="the answered challenge stays spent though the key is refused")
         raise KeyRefused(ALREADY_REGISTERED_MESSAGE)
     first = not mfa.is_enrolled(account)
     key = SecurityKey(
@@ -269,6 +280,7 @@ def register(account: Account, name: str, raw_response, *, binding: str, tenant:
     audit.record(audit.KEY_ADDED, tenant=tenant, actor=account, subject=account, ip=ip, key=name, passkey=passkey)
     codes = mfa.replace_recovery_codes(account) if first or mfa.remaining_recovery_codes(account) == 0 else None
     db.session.flush()
+    mfa.tell_the_person(account, tenant, kind_name=key.kind_name, factor_name=key.name, added=True)
     return key, codes
 
 
@@ -299,9 +311,26 @@ def second_factor_options(account: Account, *, binding: str) -> dict:
     ))
 
 
-def passkey_options(tenant: Tenant | None, provider: str, *, binding: str) -> dict:
+PASSKEY_THROTTLED_MESSAGE = (
+    "There have been too many passkey sign-ins from your network. Wait a few minutes and try again, "
+    "or sign in with your email address and password."
+)
+
+
+def _passkey_attempt(ip: str | None) -> None:
+    """Count one passkey attempt from `ip` (anonymous: a challenge handed out, or an answer
+    refused); RateLimited once the address has made too many."""
+    address = ip or "unknown"
+    if PASSKEY_PER_IP.is_blocked(address):
+        raise RateLimited(PASSKEY_THROTTLED_MESSAGE)
+    PASSKEY_PER_IP.hit(address)
+
+
+def passkey_options(tenant: Tenant | None, provider: str, *, binding: str, ip: str | None) -> dict:
     """navigator.credentials.get()'s options for "Sign in with a passkey" on `tenant`'s login page
-    (for `provider`'s accounts): the browser offers its discoverable credentials for this site."""
+    (for `provider`'s accounts): the browser offers its discoverable credentials for this site.
+    RateLimited where the address has asked too often."""
+    _passkey_attempt(ip)
     challenge = _new_challenge(binding, PASSKEY, tenant=tenant, provider=provider)
     return options_to_json_dict(webauthn.generate_authentication_options(
         rp_id=relying_party().id, challenge=challenge, timeout=CHALLENGE_SECONDS * 1000,
@@ -355,6 +384,7 @@ def sign_in_with_passkey(tenant: Tenant | None, provider: str, raw_response, *, 
             raise KeyRefused(UNKNOWN_PASSKEY_MESSAGE)
         amr = _use(key, credential, challenge, require_user_verification=True, tenant=tenant, ip=ip)
     except KeyRefused as refused:
+        _passkey_attempt(ip)
         audit.record(audit.LOGIN_FAILED, tenant=tenant, outcome="failure", ip=ip, provider=provider,
                      reason=f"passkey: {refused.message}")
         commit_now(because="a refused sign-in is recorded though the page refuses it")
@@ -373,7 +403,7 @@ def _use(key: SecurityKey, credential: dict, challenge: bytes, *, require_user_v
             credential_public_key=key.public_key, credential_current_sign_count=0,
             require_user_verification=require_user_verification,
         )
-    except (WebAuthnException, ValueError, TypeError, KeyError) as refused:
+    except (WebAuthnException, ValueError, TypeError, KeyError, RecursionError) as refused:
         current_app.logger.info("a security key response was refused: %s", refused)
         raise KeyRefused(REFUSED_MESSAGE) from None
     new_count = verified.new_sign_count

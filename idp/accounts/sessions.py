@@ -25,6 +25,7 @@ from ..extensions import db
 from ..models import Account, BrowserSession, Membership, Tenant
 from ..models.base import hash_secret
 from ..models.tenants import DEFAULT_SESSION_IDLE_TIMEOUT, DEFAULT_SESSION_MAX_AGE
+from . import mfa
 
 #: How long a correct password waits for its second step.
 PENDING_SECONDS = 10 * 60
@@ -96,6 +97,7 @@ def start(account: Account, *, tenant: Tenant | None, provider: str, amr: list[s
         second_factor=second_factor,
         auth_time=now,
         second_factor_at=now if second_factor else None,
+        key_at=now if mfa.is_phishing_resistant(amr) else None,
         last_seen=now,
         pending_until=now + PENDING_SECONDS if pending else None,
         next_url=next_url,
@@ -120,17 +122,23 @@ def authenticated_again(row: BrowserSession, *, amr: list[str], acr: str, second
     row.auth_time = row.last_seen = now
     if second_factor:
         row.second_factor_at = now
+    if mfa.is_phishing_resistant(amr):
+        row.key_at = now
     row.expires_at = clock.now() + timedelta(seconds=_settings().session_ttl)
     db.session.flush()
     return token
 
 
 def add_factors(row: BrowserSession, *, amr: list[str], acr: str) -> None:
-    """Step-up: a second factor given within the sign-in. auth_time stays (OIDC Core 2)."""
+    """Step-up: a second factor (`amr`, the methods just used) given within the sign-in, which
+    reaches `acr`. auth_time stays (OIDC Core 2)."""
+    now = clock.timestamp()
     row.amr = list(dict.fromkeys([*row.amr, *amr]))
     row.acr = acr
     row.second_factor = True
-    row.second_factor_at = clock.timestamp()
+    row.second_factor_at = now
+    if mfa.is_phishing_resistant(amr):
+        row.key_at = now
     db.session.flush()
 
 

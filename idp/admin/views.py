@@ -72,7 +72,7 @@ def tenant_admin(view):
 def operator_only(view):
     """Signed in (else the platform's sign-in, then back) as a platform operator (else 403), with a
     second factor in this sign-in (set up on the first visit if need be); a change (POST) also needs
-    one given in the last OPERATOR_FRESH_SECONDS."""
+    one given in the last FRESH_SECONDS (a key's, where operators must use one)."""
 
     @functools.wraps(view)
     def wrapper(**kwargs):
@@ -87,9 +87,10 @@ def operator_only(view):
         requirement = mfa.operator_requirement(signed_in.account, signed_in.amr)
         if requirement is not None:
             return redirect(session.where_to_meet(requirement, None, here))
-        if request.method == "POST" and not signed_in.second_factor_within(mfa.OPERATOR_FRESH_SECONDS):
+        fresh = mfa.operator_change_confirmation()
+        if request.method == "POST" and not signed_in.confirmed_within(fresh, mfa.FRESH_SECONDS):
             # A platform change (every school's settings) asks for the second factor again.
-            return redirect(session.where_to_meet("verify", None, here, again=True))
+            return redirect(session.where_to_meet(fresh, None, here, again=True))
         g.actor = signed_in.account
         return view(signed_in.account, **kwargs)
 

@@ -58,9 +58,10 @@ class SignIn:
     def has_second_factor(self) -> bool:
         return bool(self.row.second_factor)
 
-    def second_factor_within(self, seconds: int) -> bool:
-        """Whether a second factor was given in the last `seconds` (a fresh confirmation)."""
-        given = self.row.second_factor_at
+    def confirmed_within(self, requirement: str, seconds: int) -> bool:
+        """Whether this sign-in met `requirement` ("verify": any second factor, "verify_key": a
+        security key or passkey) in the last `seconds` (a fresh confirmation)."""
+        given = self.row.key_at if requirement == "verify_key" else self.row.second_factor_at
         return given is not None and clock.timestamp() - given <= seconds
 
 
@@ -175,7 +176,7 @@ def sign_in(account: Account, *, tenant: Tenant | None, provider: str, amr: list
 def add_factors(signed_in: SignIn, amr: list[str]) -> None:
     """Step-up within the sign-in: auth_time stays (OIDC Core 2)."""
     merged = list(dict.fromkeys([*signed_in.amr, *amr]))
-    sessions.add_factors(signed_in.row, amr=merged, acr=mfa.acr_for(merged))
+    sessions.add_factors(signed_in.row, amr=amr, acr=mfa.acr_for(merged))
 
 
 # --------------------------------------------------------------------------- the second step

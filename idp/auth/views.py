@@ -231,7 +231,10 @@ def _second_step_done(step: _SecondStep, tenant, amr: list[str]):
 def passkey_options(slug: str):
     page = login_page_or_404(slug)
     provider, _ = page.provider(request.args.get("provider"))
-    return security_keys.passkey_options(page.tenant, provider, binding=session.webauthn_binding())
+    try:
+        return security_keys.passkey_options(page.tenant, provider, binding=session.webauthn_binding(), ip=client_ip())
+    except RateLimited as limited:
+        return {"error": limited.message}, 429
 
 
 @bp.route("/t/<slug>/login/passkey", methods=["POST"])
@@ -246,15 +249,15 @@ def passkey_sign_in(slug: str):
         try:
             account, amr = security_keys.sign_in_with_passkey(page.tenant, provider, form.credential.data,
                                                               binding=session.webauthn_binding(), ip=client_ip())
-        except security_keys.KeyRefused as refused:
-            error = refused.message
+        except (security_keys.KeyRefused, RateLimited) as refused:
+            error, status = refused.message, refused.status_code
         else:
             session.sign_in(account, tenant=page.tenant, provider=provider, amr=amr)
             service.record_sign_in(account, page.tenant, provider, amr, ip=client_ip())
             return redirect(next_url or _landing(page.tenant))
     else:
-        error = security_keys.NOT_A_RESPONSE_MESSAGE
+        error, status = security_keys.NOT_A_RESPONSE_MESSAGE, 400
     login_form = LoginForm(formdata=None, provider=provider, next=next_url or "")
     return render_template("auth/login.html", tenant=page.tenant, form=login_form, provider=provider,
                            has_sso=has_sso, error=None, passkey_error=error, failed=False, notice=None,
-                           next_url=next_url), 400
+                           next_url=next_url), status

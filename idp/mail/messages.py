@@ -102,3 +102,21 @@ def email_changed(*, account, tenant, old_email: str) -> EmailMessage:
         product=tenant.product_name,
         provider_name=providers.name(account.provider),
     )
+
+
+def second_factor_changed(*, account, tenant, kind_name: str, factor_name: str, added: bool) -> EmailMessage:
+    """"Security key added to your account" (or removed; or an authenticator app): told by mail,
+    apart from the sign-in that made the change, so a person whose password was stolen finds out."""
+    issuer = current_app.config["SETTINGS"].issuer.rstrip("/")
+    query = f"?{urlencode({'tenant': tenant.slug})}" if tenant is not None else ""
+    return render_message(
+        "second_factor_changed",
+        to=account.email,
+        **_person(account),
+        product=tenant.product_name if tenant is not None else "CPOMS",
+        provider_name=providers.name(account.provider),
+        kind_name=kind_name,
+        factor_name=factor_name,
+        added=added,
+        security_url=f"{issuer}/account/security{query}",
+    )

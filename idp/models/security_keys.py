@@ -36,6 +36,11 @@ class SecurityKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    @property
+    def kind_name(self) -> str:
+        """What the person calls it: "Passkey" or "Security key"."""
+        return "Passkey" if self.passkey else "Security key"
+
 
 class WebAuthnChallenge(db.Model):
     """A challenge handed to one browser: only its SHA-256 is kept, with a hash of the browser's

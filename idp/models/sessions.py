@@ -37,6 +37,8 @@ class BrowserSession(db.Model):
     #: Seconds since the epoch: when the person authenticated, last gave a second factor, was last seen.
     auth_time: Mapped[int] = mapped_column(Integer)
     second_factor_at: Mapped[int | None] = mapped_column(Integer)
+    #: When a security key or passkey was last used in it (a key change asks for a fresh one).
+    key_at: Mapped[int | None] = mapped_column(Integer)
     last_seen: Mapped[int] = mapped_column(Integer)
     #: Half-done sign-ins (second step pending) expire at this second; NULL for a sign-in.
     pending_until: Mapped[int | None] = mapped_column(Integer)

@@ -124,9 +124,24 @@ def _public_address(uri: str) -> str | None:
     if not addresses:
         raise AddressRefused(f"cannot resolve {host}")
     for address in addresses:
-        if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
+        if not _is_public(ipaddress.ip_address(address.split("%", 1)[0])):
             raise AddressRefused(f"{host} resolves to a non-public address")
     return addresses[0]
+
+
+#: IPv6 ranges that carry an IPv4 address a gateway may translate into a private network (NAT64,
+#: RFC 6052 and 8215; the deprecated IPv4-compatible form). 6to4 and mapped ones are unwrapped.
+_CARRIES_IPV4 = [ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96")]
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour
+        if inner is not None:
+            return inner.is_global
+        if any(ip in network for network in _CARRIES_IPV4):
+            return False
+    return ip.is_global
 
 
 def _pinned(address: str) -> requests.Session:

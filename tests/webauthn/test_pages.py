@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import delete
 
-from idp.accounts import mfa
+from idp.accounts import mfa, security_keys
 from idp.extensions import db
 from idp.models import RecoveryCode
 from tests.conftest import csrf_token_from as _any_csrf_token
@@ -34,10 +35,10 @@ def options(browser, url, page_html):
     return reply.get_json()
 
 
-def add_key_through_the_page(browser, *, passkey=False, name="Blue USB key", tenant="beech"):
+def add_key_through_the_page(browser, *, passkey=False, name="Blue USB key", tenant="beech", key=None):
     page = browser.get(f"/account/security?tenant={tenant}").get_data(as_text=True)
     assert 'data-webauthn="create"' in page
-    key = SoftKey()
+    key = key or SoftKey()
     created = key.create(options(browser, f"/account/security/keys/options?tenant={tenant}"
                                  + ("&passkey=1" if passkey else ""), page), ORIGIN)
     reply = browser.client.post(f"/account/security/keys?tenant={tenant}", data={
@@ -160,3 +161,92 @@ def test_a_person_with_only_a_key_and_no_codes_left_gets_new_codes_with_the_key(
     again = client.post("/account/security/recovery-codes?tenant=beech",
                         data={"key-csrf_token": csrf_token_from(page), "key-credential": json.dumps(answer)})
     assert again.status_code == 400
+
+
+def signed_in_with_an_app_code(browser, world):
+    """Pat, who has a security key and an authenticator app, signs in with the password and an
+    app code: what a look-alike site relaying both in real time would get."""
+    enrolment = enrol(world.beech_identity)
+    key, stored, _ = register(world.beech_identity)
+    browser.login("beech", "pat.lee@example.org")
+    assert browser.submit("/t/beech/login/verify", {"code": enrolment.code()}).status_code == 302
+    return key, stored
+
+
+def test_a_relayed_app_code_cannot_add_a_key_where_the_account_has_one(browser, client, world, frozen_clock):
+    """A key is added only from a sign-in that used one of the account's keys in the last few
+    minutes: otherwise a password and code phished in real time add the thief's own passkey,
+    which then reaches the phishing-resistant level."""
+    key, _ = signed_in_with_an_app_code(browser, world)
+    page = browser.get("/account/security?tenant=beech").get_data(as_text=True)
+    assert 'data-webauthn="create"' not in page and 'id="confirm-to-add-key"' in page
+    refused = browser.client.post("/account/security/keys/options?tenant=beech",
+                                  headers={"X-CSRFToken": csrf_token_from(page)})
+    assert refused.status_code == 409 and "Confirm it is you" in refused.get_json()["error"]
+    thief = SoftKey()
+    posted = browser.client.post("/account/security/keys?tenant=beech", data={
+        "key-csrf_token": csrf_token_from(page), "key-name": "Thief", "key-credential": json.dumps({"id": "x"})})
+    confirm = posted.headers["Location"]
+    assert urlsplit(confirm).path == "/t/beech/login/verify"
+    assert parse_qs(urlsplit(confirm).query)["key"] == ["1"] and parse_qs(urlsplit(confirm).query)["again"] == ["1"]
+    assert len(security_keys.keys_of(world.beech_identity)) == 1
+
+    # The owner touches their key: then the new one can be added (and they are told by mail).
+    confirming = browser.get(confirm).get_data(as_text=True)
+    assert "Confirm it is you" in confirming and 'name="code"' not in confirming
+    answer = key.get(options(browser, "/t/beech/login/verify/key-options?key=1", confirming), ORIGIN)
+    done = client.post(confirm, data={"key-csrf_token": csrf_token_from(confirming), "key-credential": json.dumps(answer)})
+    assert done.status_code == 302 and done.headers["Location"].startswith("/account/security?tenant=beech")
+    add_key_through_the_page(browser, name="Spare key", key=thief)
+    assert [k.name for k in security_keys.keys_of(world.beech_identity)] == ["Blue USB key", "Spare key"]
+
+
+def test_a_confirmation_counts_for_fifteen_minutes(browser, world, frozen_clock):
+    enrolment = enrol(world.beech_identity)
+    browser.login("beech", "pat.lee@example.org")
+    browser.submit("/t/beech/login/verify", {"code": enrolment.code()})
+    frozen_clock.advance(timedelta(seconds=mfa.FRESH_SECONDS + 1))
+    page = browser.get("/account/security?tenant=beech").get_data(as_text=True)
+    assert 'id="confirm-to-add-key"' in page
+    confirm = browser.client.post("/account/security/keys?tenant=beech", data={
+        "key-csrf_token": csrf_token_from(page), "key-name": "Blue", "key-credential": "{}"}).headers["Location"]
+    assert urlsplit(confirm).path == "/t/beech/login/verify" and "key" not in parse_qs(urlsplit(confirm).query)
+    frozen_clock.advance(timedelta(seconds=31))
+    assert browser.submit(confirm, {"code": enrolment.code()}, post_url=confirm).status_code == 302
+    add_key_through_the_page(browser)
+    assert len(security_keys.keys_of(world.beech_identity)) == 1
+
+
+def test_removing_a_key_needs_a_key_used_just_now(browser, world, frozen_clock):
+    _, stored = signed_in_with_an_app_code(browser, world)
+    register(world.beech_identity, name="Spare key")
+    refused = browser.get(f"/account/security/keys/{stored.id}/remove?tenant=beech")
+    assert refused.status_code == 302 and "key=1" in refused.headers["Location"]
+    assert "again=1" in refused.headers["Location"]
+
+
+def test_adding_and_removing_a_key_mails_the_person(browser, world, frozen_clock, outbox):
+    browser.login("beech", "pat.lee@example.org")
+    add_key_through_the_page(browser, name="Blue USB key")
+    added = outbox.last("pat.lee@example.org")
+    assert added["Subject"] == "Security key added to your CPOMS account"
+    text = outbox.text(added)
+    assert '"Blue USB key" was added' in text and "Forgotten your password" in text
+    assert "/account/security?tenant=beech" in text
+    stored = security_keys.keys_of(world.beech_identity)[0]
+    security_keys.remove_key(world.beech_identity, stored, tenant=world.beech, ip=None)
+    assert outbox.last("pat.lee@example.org")["Subject"] == "Security key removed from your CPOMS account"
+
+
+def test_too_many_passkey_attempts_from_one_address_are_slowed(app, browser, world):
+    app.config["THROTTLE_RULES"] = {"passkey-ip": "3 per minute"}
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], ratelimits_enabled=True)
+    page = browser.get("/t/beech/login").get_data(as_text=True)
+    token = csrf_token_from(page)
+    answers = [browser.client.post("/t/beech/login/passkey/options?provider=identity", headers={"X-CSRFToken": token})
+               for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert "too many passkey sign-ins" in answers[-1].get_json()["error"]
+    refused = browser.client.post("/t/beech/login/passkey", data={"csrf_token": token, "provider": "identity",
+                                                                  "next": "", "credential": "{}"})
+    assert refused.status_code == 429 and "too many passkey sign-ins" in refused.get_data(as_text=True)

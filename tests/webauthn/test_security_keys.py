@@ -7,8 +7,9 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from idp import clock
 from idp.accounts import lifecycle, mfa, security_keys, sessions
 from idp.errors import NotAllowed
 from idp.extensions import db
@@ -134,8 +135,20 @@ def test_a_key_that_does_not_count_keeps_working(world, frozen_clock):
     assert not events("security_key.clone_suspected")
 
 
-@pytest.mark.parametrize("garbage", ["", "not json", "[]", json.dumps({"id": 5}), json.dumps({"id": "x", "response": {}}),
-                                     json.dumps({"id": "x", "response": {"clientDataJSON": "%%%"}})])
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("garbage", [
+    "", "not json", "[]", json.dumps({"id": 5}), json.dumps({"id": "x", "response": {}}),
+    json.dumps({"id": "x", "response": {"clientDataJSON": "%%%"}}),
+    "[" * 20_000 + "]" * 20_000,  # nested too deep for the JSON parser
+    json.dumps({"id": "x", "response": {"clientDataJSON": _b64(b"[" * 20_000 + b"]" * 20_000)}}),
+    json.dumps({"id": "a\u0000b", "response": {"clientDataJSON": _b64(b'{"challenge": "abc"}')}}),  # NUL
+    json.dumps({"id": "a/b+c=", "response": {"clientDataJSON": _b64(b'{"challenge": "abc"}')}}),  # not base64url
+])
 def test_garbage_from_the_browser_is_refused_plainly(world, frozen_clock, garbage):
     account = world.beech_identity
     register(account)
@@ -144,7 +157,7 @@ def test_garbage_from_the_browser_is_refused_plainly(world, frozen_clock, garbag
 
 
 def passkey_sign_in(tenant, provider, key, **kw):
-    options = security_keys.passkey_options(tenant, provider, binding=BINDING)
+    options = security_keys.passkey_options(tenant, provider, binding=BINDING, ip=None)
     return security_keys.sign_in_with_passkey(tenant, provider, key.get(options, ORIGIN, **kw), binding=BINDING,
                                               ip=None)
 
@@ -293,3 +306,38 @@ def test_operators_may_be_required_to_use_a_key(app, world, frozen_clock):
     register(account)
     assert mfa.operator_requirement(account, ["pwd", "otp", "mfa"]) == "verify_key"
     assert mfa.operator_requirement(account, ["pwd", "hwk", "mfa"]) is None
+
+
+def test_a_key_registered_twice_is_refused_and_its_challenge_spent(world, frozen_clock):
+    from idp.models import WebAuthnChallenge
+
+    account = world.beech_identity
+    key, _, _ = register(account)
+    options = security_keys.registration_options(world.sso_user, binding=BINDING, passkey=False)
+    db.session.commit()  # the options request ends
+    with pytest.raises(security_keys.KeyRefused, match="already registered"):
+        security_keys.register(world.sso_user, "Same key", key.create(options, ORIGIN), binding=BINDING, tenant=None,
+                               ip=None)
+    db.session.rollback()  # as the request boundary does for the 400
+    assert db.session.scalar(select(func.count(WebAuthnChallenge.id))) == 0
+
+
+def test_a_change_to_how_an_account_signs_in_asks_for_its_strongest_factor(world, frozen_clock):
+    account = world.beech_identity
+    assert mfa.change_confirmation(account) is None  # the first factor comes from the password sign-in
+    enrol(account)
+    assert mfa.change_confirmation(account) == "verify"
+    register(account)
+    assert mfa.change_confirmation(account) == "verify_key"
+
+
+def test_a_sign_in_remembers_when_a_key_was_last_used_in_it(world, frozen_clock):
+    row, _ = sessions.start(world.beech_identity, tenant=world.beech, provider="identity", amr=["pwd", "otp", "mfa"],
+                            acr=mfa.ACR_2FA, second_factor=True, device="", ip=None)
+    assert row.key_at is None and row.second_factor_at == clock.timestamp()
+    frozen_clock.advance(timedelta(minutes=3))
+    sessions.add_factors(row, amr=["hwk", "mfa"], acr=mfa.ACR_PHISHING_RESISTANT)
+    assert row.key_at == clock.timestamp()
+    frozen_clock.advance(timedelta(minutes=3))
+    sessions.add_factors(row, amr=["otp", "mfa"], acr=mfa.ACR_PHISHING_RESISTANT)
+    assert row.key_at == clock.timestamp() - 180  # an app code later does not refresh the key's time
