@@ -81,9 +81,12 @@ class RelyingParty:
 
 def relying_party() -> RelyingParty:
     """The issuer's host is the RP id (WebAuthn 5.1.3 needs a domain, so `localhost` rather than
-    127.0.0.1 in development); its origin is the only origin accepted."""
+    127.0.0.1 in development); its origin is the only origin accepted, serialised as browsers send
+    it (lower case, no default port: https://idp.example:443 is https://idp.example)."""
     parts = urlsplit(current_app.config["SETTINGS"].issuer)
-    return RelyingParty(id=parts.hostname or "", origin=f"{parts.scheme}://{parts.netloc}")
+    host = (parts.hostname or "").lower()
+    port = parts.port if parts.port not in (None, {"https": 443, "http": 80}.get(parts.scheme)) else None
+    return RelyingParty(id=host, origin=f"{parts.scheme}://{host}" + (f":{port}" if port else ""))
 
 
 # --------------------------------------------------------------------------- the keys

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -341,3 +342,16 @@ def test_a_sign_in_remembers_when_a_key_was_last_used_in_it(world, frozen_clock)
     frozen_clock.advance(timedelta(minutes=3))
     sessions.add_factors(row, amr=["otp", "mfa"], acr=mfa.ACR_PHISHING_RESISTANT)
     assert row.key_at == clock.timestamp() - 180  # an app code later does not refresh the key's time
+
+
+@pytest.mark.parametrize("issuer, origin", [
+    ("https://idp.cpoms.example", "https://idp.cpoms.example"),
+    ("https://IDP.cpoms.example:443/", "https://idp.cpoms.example"),
+    ("http://localhost:5000", "http://localhost:5000"),
+    ("https://idp.cpoms.example:8443", "https://idp.cpoms.example:8443"),
+])
+def test_the_origin_accepted_is_the_issuers_as_browsers_write_it(app, issuer, origin):
+    from dataclasses import replace
+
+    app.config["SETTINGS"] = replace(app.config["SETTINGS"], issuer=issuer)
+    assert security_keys.relying_party() == security_keys.RelyingParty(urlsplit(origin).hostname, origin)
