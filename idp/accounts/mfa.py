@@ -496,9 +496,11 @@ def remove_device(
 
 def hold_second_factors(account: Account) -> None:
     """Lock the account's row until the transaction ends, before deciding a second factor may go:
-    two removals at once must not each count the other's factor as still there (PostgreSQL;
-    SQLite writes one transaction at a time)."""
-    db.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+    two removals at once must not each count the other's factor as still there. A write that
+    changes nothing, so both databases hold it (PostgreSQL's row lock; SQLite's write lock, taken
+    before the counts are read)."""
+    db.session.execute(update(Account).where(Account.id == account.id).values(id=Account.id)
+                       .execution_options(synchronize_session=False))
 
 
 #: The audit log's purpose for a second factor checked before new recovery codes.

@@ -355,3 +355,28 @@ def test_the_origin_accepted_is_the_issuers_as_browsers_write_it(app, issuer, or
 
     app.config["SETTINGS"] = replace(app.config["SETTINGS"], issuer=issuer)
     assert security_keys.relying_party() == security_keys.RelyingParty(urlsplit(origin).hostname, origin)
+
+
+def test_two_removals_at_once_leave_a_second_factor_where_the_school_requires_one(app, world, frozen_clock):
+    """Each removal locks the account's row before counting what is left, so of two removals at
+    the same moment (the key on one page, the other key on another) one is refused."""
+    from tests.concurrency import run_concurrently
+
+    world.beech.require_2fa = "everyone"
+    account = world.beech_identity
+    _, first, _ = register(account, name="First")
+    _, second, _ = register(account, name="Second")
+    db.session.commit()
+    ids = (first.id, second.id)
+
+    def remove(key_id):
+        def go():
+            owner = db.session.get(Account, account.id)
+            security_keys.remove_key(owner, db.session.get(SecurityKey, key_id), tenant=None, ip=None)
+            return "removed"
+        return go
+
+    results = run_concurrently(app, [remove(ids[0]), remove(ids[1])])
+    assert results.count("removed") == 1, results
+    assert [type(r).__name__ for r in results if r != "removed"] == ["NotAllowed"]
+    assert len(security_keys.keys_of(account)) == 1
