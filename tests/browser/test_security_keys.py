@@ -25,13 +25,14 @@ def idp_server():
     return server
 
 
-def virtual_authenticator(page):
-    cdp = page.context.new_cdp_session(page)
+def virtual_authenticator(page, cdp=None):
+    """A USB key plugged in (Chromium's virtual authenticator): (the DevTools session, its id)."""
+    cdp = cdp or page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
-    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+    added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
         "protocol": "ctap2", "transport": "usb", "hasResidentKey": True, "hasUserVerification": True,
         "isUserVerified": True, "automaticPresenceSimulation": True}})
-    return cdp
+    return cdp, added["authenticatorId"]
 
 
 def sign_in_at_riverside(page, demo):
@@ -109,3 +110,28 @@ def test_without_webauthn_the_page_says_so_and_offers_the_password(page, demo):
     expect(page.get_by_text(re.compile("Your browser cannot use passkeys here"))).to_be_visible()
     expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_hidden()
     expect(page.get_by_role("button", name="Login")).to_be_visible()
+
+
+def test_a_second_key_is_added_after_touching_the_first(page, demo, axe_check):
+    """Adding a key to an account that has one asks for one of its keys first (a relayed code
+    must not add a thief's key): the page says so, and the person confirms and comes back."""
+    cdp, first = virtual_authenticator(page)
+    sign_in_at_riverside(page, demo)
+    add_key(page, demo, axe_check, name="Blue USB key")
+    expect(page.locator("h1")).to_have_text("Your recovery codes")
+
+    page.goto(f"{demo.idp}/account/security?tenant=riverside")
+    expect(page.locator("#confirm-first")).to_contain_text("first confirm it is you")
+    axe_check(page)
+    page.locator("#confirm-to-add-key").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Confirm it is you")
+    axe_check(page)
+    page.get_by_role("button", name="Use security key").click()
+    expect(page.locator("h1")).to_have_text("Security keys")
+    # The spare key is another key: unplug the first, plug in the second.
+    cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": first})
+    virtual_authenticator(page, cdp)
+    add_key(page, demo, axe_check, name="Spare key")
+    expect(page.locator("#keys")).to_contain_text("Spare key")
+    expect(page.locator("#keys")).to_contain_text("Blue USB key")

@@ -194,6 +194,8 @@ def test_a_relayed_app_code_cannot_add_a_key_where_the_account_has_one(browser, 
     # The owner touches their key: then the new one can be added (and they are told by mail).
     confirming = browser.get(confirm).get_data(as_text=True)
     assert "Confirm it is you" in confirming and 'name="code"' not in confirming
+    assert "I have lost my security key" in confirming  # the way out is named
+    assert '<a href="/account/security?tenant=beech">Cancel and go back</a>' in confirming
     answer = key.get(options(browser, "/t/beech/login/verify/key-options?key=1", confirming), ORIGIN)
     done = client.post(confirm, data={"key-csrf_token": csrf_token_from(confirming), "key-credential": json.dumps(answer)})
     assert done.status_code == 302 and done.headers["Location"].startswith("/account/security?tenant=beech")
