@@ -122,8 +122,8 @@ LOGIN_PACE = Throttle("login-account-pace", "1 per minute")
 #: Failed attempts from a browser that signed in to the account before (auth.known_browsers): it
 #: skips the pace above until it uses these up, and then waits like any other.
 LOGIN_PER_KNOWN_BROWSER = Throttle("login-known-browser", "10 per hour; 30 per day")
-#: "Sign in with a passkey" from one client address: challenges handed out and answers refused
-#: (a whole school may share one address; a flood of challenges or guesses meets this).
+#: "Sign in with a passkey" from one client address at one school: challenges handed out and
+#: answers refused (a whole school may share one address; a flood of challenges or guesses meets this).
 PASSKEY_PER_IP = Throttle("passkey-ip", "120 per minute; 2000 per hour")
 #: Refused (throttled) sign-ins are recorded in the audit log at most this often per account and address.
 LOGIN_REFUSAL_RECORDED = Throttle("login-refusal-recorded", "1 per minute")

@@ -270,8 +270,8 @@ def remove_key(page: _Page, key_id: int):
 @bp.route("/account/security/recovery-codes", methods=["GET", "POST"])
 @signed_in_page
 def recovery_codes(page: _Page):
-    """New recovery codes, after a current code from the authenticator app, a recovery code, or
-    (for a person with keys) a security key or passkey."""
+    """New recovery codes, after a security key or passkey where the person has one, else a
+    current code from the authenticator app or a recovery code."""
     if not page.account.mfa_enrolled:
         return redirect(url_for("account_settings.security", **page.params))
     form, key_form = SecondFactorForm(), SecurityKeyForm(prefix="key")
@@ -290,7 +290,7 @@ def recovery_codes(page: _Page):
     elif form.validate_on_submit():
         try:
             codes = mfa.regenerate_recovery_codes(page.account, form.code.data, tenant=page.tenant, ip=client_ip())
-        except (mfa.InvalidCode, RateLimited) as wrong:
+        except (mfa.InvalidCode, RateLimited, NotAllowed) as wrong:
             form.code.errors.append(wrong.message)
             status = wrong.status_code
         else:

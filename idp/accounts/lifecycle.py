@@ -24,7 +24,7 @@ from ..extensions import db
 from ..mail import messages
 from ..models import Account, Membership, MfaDevice, RecoveryCode, SecurityKey, Tenant
 from ..oidc import tokens
-from . import directory, providers, sessions
+from . import directory, mfa, providers, sessions
 
 SHARED_SSO_MESSAGE = (
     "This CPOMS SSO account is also used for other CPOMS systems, so only CPOMS support can change its {what}."
@@ -150,12 +150,16 @@ def remove_second_factors(account: Account) -> int:
 
 
 def reset_second_factor(account: Account, authority: Authority) -> int:
-    """An administrator removes a member's second factors (lost phone); they enrol again."""
+    """An administrator removes a member's second factors (a lost phone or key); they enrol
+    again. Every sign-in of the account ends too: one made with a stolen password and a relayed
+    code must not be the one that sets up the account's next second factor. The person is told."""
     _refuse_unless(changeable(account, authority).second_factor)
     removed = remove_second_factors(account)
     audit.record(audit.MFA_RESET, tenant=authority.tenant, actor=authority.actor, subject=account, ip=authority.ip,
                  devices=removed)
+    end_sign_ins(account, reason="two-step verification reset", authority=authority)
     db.session.flush()
+    mfa.tell_the_person(account, authority.tenant, reset=True)
     return removed
 
 

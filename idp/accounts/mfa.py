@@ -93,6 +93,7 @@ OPERATOR_LAST_DEVICE_MESSAGE = (
     "You cannot remove your only authenticator app because CPOMS platform operators must use two-step "
     "verification. Add another authenticator app first."
 )
+KEY_FOR_NEW_CODES_MESSAGE = "You have a security key or passkey: use it to make new recovery codes."
 #: Seconds a confirmation stays fresh: an operator's change to the platform, and a change to how
 #: an account signs in, need one given this recently.
 FRESH_SECONDS = 15 * 60
@@ -414,8 +415,8 @@ def confirm_enrolment(
     return codes
 
 
-def tell_the_person(account: Account, tenant: Tenant | None, *, kind_name: str, factor_name: str,
-                    added: bool) -> None:
+def tell_the_person(account: Account, tenant: Tenant | None, *, kind_name: str = "", factor_name: str = "",
+                    added: bool = False, reset: bool = False) -> None:
     """Mail the person that a second factor was added to or removed from their account, apart
     from the sign-in that did it (NIST SP 800-63B: the subscriber is told when an authenticator
     is bound or removed), so someone whose password and code were stolen finds out. A mail that
@@ -425,7 +426,7 @@ def tell_the_person(account: Account, tenant: Tenant | None, *, kind_name: str, 
 
     try:
         mail.send(messages.second_factor_changed(account=account, tenant=tenant, kind_name=kind_name,
-                                                 factor_name=factor_name, added=added))
+                                                 factor_name=factor_name, added=added, reset=reset))
     except DeliveryFailed as failed:
         current_app.logger.warning("could not tell account %s of a second factor change: %s", account.id,
                                    failed.message)
@@ -508,9 +509,13 @@ REGENERATE_PURPOSE = "regenerate recovery codes"
 
 
 def regenerate_recovery_codes(account: Account, code: str, *, tenant: Tenant | None, ip: str | None) -> list[str]:
-    """New recovery codes (the old ones stop working) after a current code."""
+    """New recovery codes (the old ones stop working) after a current code. An account with a
+    security key makes them with the key only (security_keys.regenerate_recovery_codes): ten
+    lasting codes must not be had for a code a look-alike site relayed."""
     if not is_enrolled(account):
         raise NotAllowed("Set up an authenticator app before creating recovery codes.")
+    if has_security_key(account):
+        raise NotAllowed(KEY_FOR_NEW_CODES_MESSAGE)
     check_code(account, code, tenant=tenant, ip=ip, purpose=REGENERATE_PURPOSE)
     return replace_recovery_codes(account)
 

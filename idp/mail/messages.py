@@ -104,9 +104,11 @@ def email_changed(*, account, tenant, old_email: str) -> EmailMessage:
     )
 
 
-def second_factor_changed(*, account, tenant, kind_name: str, factor_name: str, added: bool) -> EmailMessage:
-    """"Security key added to your account" (or removed; or an authenticator app): told by mail,
-    apart from the sign-in that made the change, so a person whose password was stolen finds out."""
+def second_factor_changed(*, account, tenant, kind_name: str = "", factor_name: str = "", added: bool = False,
+                          reset: bool = False) -> EmailMessage:
+    """"Security key added to your account" (or removed; or an authenticator app; or, `reset`,
+    all of them removed by the school): told by mail, apart from the sign-in that made the change,
+    so a person whose password was stolen finds out."""
     issuer = current_app.config["SETTINGS"].issuer.rstrip("/")
     query = f"?{urlencode({'tenant': tenant.slug})}" if tenant is not None else ""
     return render_message(
@@ -118,5 +120,7 @@ def second_factor_changed(*, account, tenant, kind_name: str, factor_name: str, 
         kind_name=kind_name,
         factor_name=factor_name,
         added=added,
+        reset=reset,
+        school=tenant.name if tenant is not None else "CPOMS",
         security_url=f"{issuer}/account/security{query}",
     )

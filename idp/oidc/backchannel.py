@@ -129,17 +129,23 @@ def _public_address(uri: str) -> str | None:
     return addresses[0]
 
 
-#: IPv6 ranges that carry an IPv4 address a gateway may translate into a private network (NAT64,
-#: RFC 6052 and 8215; the deprecated IPv4-compatible form). 6to4 and mapped ones are unwrapped.
-_CARRIES_IPV4 = [ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96")]
+#: NAT64's well-known prefix (RFC 6052): the IPv4 address in its last 32 bits is what it reaches.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: IPv6 ranges that carry an IPv4 address a gateway may translate anywhere, even into a private
+#: network: local-use NAT64 (RFC 8215), SIIT's translated form, the deprecated IPv4-compatible form.
+_NEVER = [ipaddress.ip_network(n) for n in ("64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")]
 
 
 def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether `ip` is on the public internet, judging IPv6 forms that carry an IPv4 address
+    (mapped, 6to4, NAT64) by the IPv4 address they reach."""
     if isinstance(ip, ipaddress.IPv6Address):
         inner = ip.ipv4_mapped or ip.sixtofour
+        if inner is None and ip in _NAT64:
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if inner is not None:
             return inner.is_global
-        if any(ip in network for network in _CARRIES_IPV4):
+        if any(ip in network for network in _NEVER):
             return False
     return ip.is_global
 

@@ -300,7 +300,7 @@ def test_in_production_the_notice_goes_to_the_address_that_was_checked(app, monk
 @pytest.mark.parametrize("address, public", [
     ("93.184.215.14", True), ("2606:4700::1", True), ("10.0.0.1", False), ("127.0.0.1", False), ("169.254.169.254", False),
     ("::1", False), ("fd00::1", False), ("::ffff:10.0.0.1", False), ("2002:a00:1::", False), ("64:ff9b::a00:1", False),
-    ("64:ff9b:1::a00:1", False), ("::a00:1", False),
+    ("64:ff9b:1::a00:1", False), ("::a00:1", False), ("64:ff9b::5db8:d70e", True), ("::ffff:0:a00:1", False),
 ])
 def test_only_public_addresses_are_sent_notices(address, public):
     """IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64) are judged by what they reach."""

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from idp.accounts import mfa, security_keys
 from idp.extensions import db
@@ -252,3 +252,44 @@ def test_too_many_passkey_attempts_from_one_address_are_slowed(app, browser, wor
     refused = browser.client.post("/t/beech/login/passkey", data={"csrf_token": token, "provider": "identity",
                                                                   "next": "", "credential": "{}"})
     assert refused.status_code == 429 and "too many passkey sign-ins" in refused.get_data(as_text=True)
+    # Another school's login page, from the same address, is not held up.
+    other = browser.get("/t/oakwood/login").get_data(as_text=True)
+    assert browser.client.post("/t/oakwood/login/passkey/options?provider=identity",
+                               headers={"X-CSRFToken": csrf_token_from(other)}).status_code == 200
+
+
+def test_an_administrators_reset_ends_every_sign_in_and_tells_the_person(browser, world, frozen_clock, outbox):
+    """After a reset the account has no second factor, so its next one is set up from a sign-in:
+    that must be a new one, not a sign-in a phisher may still hold."""
+    from idp.admin import service
+    from idp.extensions import db as _db
+
+    signed_in_with_an_app_code(browser, world)
+    member = world.beech_identity.membership_in(world.beech.id)
+    service.reset_second_factor(world.beech, member.id, actor=None, ip=None)
+    _db.session.commit()
+    assert not security_keys.keys_of(world.beech_identity) and not mfa.is_enrolled(world.beech_identity)
+    gone = browser.get("/account/security?tenant=beech")
+    assert gone.status_code == 302 and "/login" in gone.headers["Location"]
+    told = outbox.last("pat.lee@example.org")
+    assert told["Subject"] == "Two-step verification reset on your CPOMS account"
+    assert "Beech Academy reset the two-step verification" in outbox.text(told)
+
+
+def test_with_a_key_new_recovery_codes_need_the_key(browser, world, frozen_clock):
+    """Ten lasting codes are not to be had for an app code a look-alike site relayed."""
+    from idp.models import RecoveryCode as _Codes
+
+    signed_in_with_an_app_code(browser, world)
+    page = browser.get("/account/security/recovery-codes?tenant=beech").get_data(as_text=True)
+    assert 'data-webauthn="get"' in page and 'name="code"' not in page
+    before = {c.id for c in db.session.scalars(select(_Codes))}
+    frozen_clock.advance(timedelta(seconds=31))
+    enrolment_code = mfa.device_secret(mfa.confirmed_devices(world.beech_identity)[0])
+    import pyotp
+
+    refused = browser.client.post("/account/security/recovery-codes?tenant=beech", data={
+        "csrf_token": csrf_token_from(page), "code": pyotp.TOTP(enrolment_code).at(frozen_clock.now())})
+    assert refused.status_code == 403 and "use it to make new recovery codes" in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert {c.id for c in db.session.scalars(select(_Codes))} == before
