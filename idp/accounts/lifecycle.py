@@ -208,9 +208,9 @@ def change_email(account: Account, new_email: str, authority: Authority) -> Emai
     tenant = authority.tenant or _home_tenant(account)
     link_sent = False
     if tenant is not None:
-        link_sent = _mail(lambda: links.send_invitation(account, tenant, requested_by=authority.actor,
+        link_sent = mail.sent(lambda: links.send_invitation(account, tenant, requested_by=authority.actor,
                                                        ip=authority.ip))
-        _mail(lambda: mail.send(messages.email_changed(account=account, tenant=tenant, old_email=old_email)))
+        mail.sent(lambda: mail.send(messages.email_changed(account=account, tenant=tenant, old_email=old_email)))
     return EmailChange(old_email, new_email, link_sent)
 
 
@@ -220,15 +220,6 @@ def _home_tenant(account: Account) -> Tenant | None:
         if membership.is_usable:
             return membership.tenant
     return account.memberships[0].tenant if account.memberships else None
-
-
-def _mail(send) -> bool:
-    """Send a mail the change does not depend on: a failure is reported, the change stands."""
-    try:
-        send()
-    except DeliveryFailed:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- details and role
@@ -479,7 +470,7 @@ def move_to_provider(membership: Membership, provider: str, authority: Authority
                  from_provider=old.provider, to_provider=provider, previous_account_id=old.id, email=new.email,
                  waiting_to_accept=pending or None)
     joined = send_welcome(Joined(target, new, created=not pending, pending=pending), tenant, authority)
-    notified = _mail(lambda: mail.send(messages.provider_changed(account=new, tenant=tenant, provider=provider,
+    notified = mail.sent(lambda: mail.send(messages.provider_changed(account=new, tenant=tenant, provider=provider,
                                                                 waiting_to_accept=pending)))
     return Reassignment(target, new, old, pending, joined.mailed and notified)
 

@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from .. import audit, clock
-from ..errors import DeliveryFailed, DomainError, NotAllowed, NotFound, RateLimited
+from ..errors import DomainError, NotAllowed, NotFound, RateLimited
 from ..extensions import db
 from ..models import Account, BrowserSession, Membership, MfaDevice, RecoveryCode, SecurityKey, Tenant
 from ..models.base import check_length, hash_secret
@@ -149,10 +149,11 @@ def change_confirmation(account: Account) -> str | None:
     a key) asks of the sign-in in the last FRESH_SECONDS: "verify_key" where the account has a
     key (an app code relayed by a look-alike site must not add the thief's key), "verify" where
     it has only an app, None where it has no second factor yet (its first is set up from the
-    password sign-in, and the person is told by mail)."""
-    if has_security_key(account):
+    password sign-in, and the person is told by mail). Read from the account as the sign-in
+    loaded it (no query)."""
+    if account.has_security_key:
         return "verify_key"
-    return "verify" if is_enrolled(account) else None
+    return "verify" if account.mfa_enrolled else None
 
 
 def must_keep_a_second_factor(account: Account) -> str | None:
@@ -420,16 +421,12 @@ def tell_the_person(account: Account, tenant: Tenant | None, *, kind_name: str =
     """Mail the person that a second factor was added to or removed from their account, apart
     from the sign-in that did it (NIST SP 800-63B: the subscriber is told when an authenticator
     is bound or removed), so someone whose password and code were stolen finds out. A mail that
-    cannot be sent is logged; the change stands."""
+    cannot be sent does not undo the change (mail.sent)."""
     from .. import mail
     from ..mail import messages
 
-    try:
-        mail.send(messages.second_factor_changed(account=account, tenant=tenant, kind_name=kind_name,
-                                                 factor_name=factor_name, added=added, reset=reset))
-    except DeliveryFailed as failed:
-        current_app.logger.warning("could not tell account %s of a second factor change: %s", account.id,
-                                   failed.message)
+    mail.sent(lambda: mail.send(messages.second_factor_changed(
+        account=account, tenant=tenant, kind_name=kind_name, factor_name=factor_name, added=added, reset=reset)))
 
 
 def removal_refusal(account: Account, factor: MfaDevice | SecurityKey) -> str | None:

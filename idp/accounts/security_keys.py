@@ -320,15 +320,11 @@ PASSKEY_THROTTLED_MESSAGE = (
 )
 
 
-def _passkey_throttle_key(ip: str | None, tenant: Tenant | None) -> tuple[str, str]:
-    # Per school as well as per address: one school's network cannot block another's passkeys.
-    return ip or "unknown", tenant.slug if tenant is not None else ""
-
-
 def _passkey_attempt(ip: str | None, tenant: Tenant | None) -> None:
     """Count one passkey attempt from `ip` at `tenant` (anonymous: a challenge handed out, or an
-    answer refused); RateLimited once the address has made too many there."""
-    key = _passkey_throttle_key(ip, tenant)
+    answer refused); RateLimited once the address has made too many there. Per school as well as
+    per address, so one school's network cannot block another's passkeys."""
+    key = (ip or "unknown", tenant.slug if tenant is not None else "")
     if PASSKEY_PER_IP.is_blocked(*key):
         raise RateLimited(PASSKEY_THROTTLED_MESSAGE)
     PASSKEY_PER_IP.hit(*key)
@@ -392,14 +388,14 @@ def sign_in_with_passkey(tenant: Tenant | None, provider: str, raw_response, *, 
             raise KeyRefused(UNKNOWN_PASSKEY_MESSAGE)
         amr = _use(key, credential, challenge, require_user_verification=True, tenant=tenant, ip=ip)
     except KeyRefused as refused:
-        throttled = PASSKEY_PER_IP.is_blocked(*_passkey_throttle_key(ip, tenant))
-        if not throttled:  # past the limit, refusals are no longer recorded one by one
-            PASSKEY_PER_IP.hit(*_passkey_throttle_key(ip, tenant))
-            audit.record(audit.LOGIN_FAILED, tenant=tenant, outcome="failure", ip=ip, provider=provider,
-                         reason=f"passkey: {refused.message}")
+        try:
+            _passkey_attempt(ip, tenant)
+        except RateLimited:  # past the limit, refusals are no longer recorded one by one
+            commit_now(because="the answered challenge is spent though the address is held back")
+            raise
+        audit.record(audit.LOGIN_FAILED, tenant=tenant, outcome="failure", ip=ip, provider=provider,
+                     reason=f"passkey: {refused.message}")
         commit_now(because="a refused sign-in is recorded, and its challenge spent, though the page refuses it")
-        if throttled:
-            raise RateLimited(PASSKEY_THROTTLED_MESSAGE) from None
         raise
     # "user": the authenticator verified the person (PIN or biometric, it does not say which).
     return account, [*amr, "user", "mfa"]

@@ -187,3 +187,13 @@ def send(message: EmailMessage) -> None:
             type(error).__name__, getattr(error, "smtp_code", "") or getattr(error, "errno", "") or "",
         )
         raise MailNotSent() from None
+
+
+def sent(send) -> bool:
+    """Run `send`, a mail the change in hand does not depend on: False when it could not go (the
+    reason is logged where it failed), and the change stands."""
+    try:
+        send()
+    except DeliveryFailed:
+        return False
+    return True
